@@ -1,0 +1,18 @@
+"""Tensors -> TFP distributions: posteriors, priors and likelihood heads."""
+from tfdgm.distributions.heads import (
+    LIKELIHOODS,
+    bernoulli_log_prob,
+    diagonal_gaussian,
+    likelihood_distribution,
+    likelihood_log_prob,
+    standard_normal,
+)
+
+__all__ = [
+    "LIKELIHOODS",
+    "bernoulli_log_prob",
+    "diagonal_gaussian",
+    "likelihood_distribution",
+    "likelihood_log_prob",
+    "standard_normal",
+]

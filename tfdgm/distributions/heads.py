@@ -1,0 +1,53 @@
+"""Distribution heads shared by every model.
+
+The decoder emits logits; `likelihood_distribution` wraps them in a TFP distribution for sampling
+and means, while `likelihood_log_prob` is the hot path of training (a [K, B, 784] tensor at K=50)
+and uses a fused formula that is tested to equal TFP's.
+"""
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+LIKELIHOODS = ("bernoulli",)
+
+
+def diagonal_gaussian(loc, scale):
+    """q(z|x) as a TFP distribution with batch shape [B] and event shape [latent_dim]."""
+    return tfd.Independent(tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1)
+
+
+def standard_normal(latent_dim, dtype=tf.float32):
+    """The N(0, I) prior p(z) with event shape [latent_dim]."""
+    zeros = tf.zeros([latent_dim], dtype=dtype)
+    return tfd.Independent(tfd.Normal(loc=zeros, scale=tf.ones_like(zeros)), reinterpreted_batch_ndims=1)
+
+
+def _check_likelihood(likelihood):
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}.")
+
+
+def likelihood_distribution(likelihood, logits, event_ndims):
+    """p(x|z) as a TFP distribution whose event is the last `event_ndims` axes of `logits`."""
+    _check_likelihood(likelihood)
+    return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), reinterpreted_batch_ndims=event_ndims)
+
+
+def bernoulli_log_prob(logits, x, event_ndims):
+    """sum over the event of log Bernoulli(x | sigmoid(logits)) = x*l - softplus(l).
+
+    One softplus and one multiply per pixel instead of TFP's two softplus and two
+    multiply_no_nan: at K=50 this [K, B, 784] elementwise work is memory-bound, and the
+    shorter chain fuses into a single pass under XLA.
+    """
+    logits = tf.cast(logits, tf.float32)
+    x = tf.cast(x, tf.float32)
+    log_prob = x * logits - tf.math.softplus(logits)
+    return tf.reduce_sum(log_prob, axis=list(range(-event_ndims, 0)))
+
+
+def likelihood_log_prob(likelihood, logits, x, event_ndims):
+    """log p(x|z) summed over the event; x broadcasts against logits' leading sample axes."""
+    _check_likelihood(likelihood)
+    return bernoulli_log_prob(logits, x, event_ndims)

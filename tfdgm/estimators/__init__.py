@@ -1,0 +1,27 @@
+"""Estimators: pure TensorFlow functions of log-weights.
+
+Every objective in the zoo scores K proposals per example with
+``log w[k, b] = log p(x_b, z_kb) - log q(z_kb | x_b)``, a tensor of shape ``[K, B]``.
+The functions here turn those log-weights into the bound that is reported and the surrogate
+losses whose gradients train the model, so a new objective is a new combination of them rather
+than a new copy of the likelihood code.
+"""
+from tfdgm.estimators.bounds import (
+    dreg_surrogate,
+    effective_sample_size,
+    elbo,
+    iwae_bound,
+    iwae_surrogate,
+    log_mean_exp,
+    normalized_weights,
+)
+
+__all__ = [
+    "dreg_surrogate",
+    "effective_sample_size",
+    "elbo",
+    "iwae_bound",
+    "iwae_surrogate",
+    "log_mean_exp",
+    "normalized_weights",
+]

@@ -1,0 +1,87 @@
+"""Bounds and surrogate losses on log-weights of shape [K, B] (samples first).
+
+References:
+  Kingma & Welling (2014), Auto-Encoding Variational Bayes.
+  Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders.
+  Tucker, Lawson, Gu & Maddison (2019), Doubly Reparameterized Gradient Estimators for
+  Monte Carlo Objectives (DReG).
+
+All reductions go through ``tf.reduce_logsumexp``/``tf.nn.softmax``, which subtract the maximum
+first, so log-weights of +-1e4 and K in the thousands neither overflow nor underflow.
+"""
+import math
+
+import tensorflow as tf
+
+
+def _as_float(log_weights):
+    log_weights = tf.convert_to_tensor(log_weights)
+    # Importance weights span hundreds of nats; keep them in float32 even under mixed precision.
+    if log_weights.dtype in (tf.float16, tf.bfloat16):
+        log_weights = tf.cast(log_weights, tf.float32)
+    return log_weights
+
+
+def log_mean_exp(log_weights, axis=0):
+    """log (1/K) sum_k exp(log_weights[k]) along `axis`, computed stably."""
+    log_weights = _as_float(log_weights)
+    num = tf.cast(tf.shape(log_weights)[axis], log_weights.dtype)
+    return tf.reduce_logsumexp(log_weights, axis=axis) - tf.math.log(num)
+
+
+def elbo(log_weights):
+    """Monte Carlo ELBO per example: mean_k log w_k. Returns shape [B]."""
+    return tf.reduce_mean(_as_float(log_weights), axis=0)
+
+
+def iwae_bound(log_weights):
+    """IWAE bound per example: log (1/K) sum_k w_k (Burda et al. 2016). Returns shape [B].
+
+    With K = 1 it is exactly the single-sample ELBO.
+    """
+    return log_mean_exp(log_weights, axis=0)
+
+
+def normalized_weights(log_weights):
+    """Self-normalised importance weights w~_k = w_k / sum_j w_j along the sample axis."""
+    return tf.nn.softmax(_as_float(log_weights), axis=0)
+
+
+def effective_sample_size(log_weights):
+    """Kish's effective sample size 1 / sum_k w~_k^2 per example, in [1, K]. Returns [B]."""
+    log_weights = _as_float(log_weights)
+    # exp(2 lse(l) - lse(2l)) = (sum w)^2 / sum w^2 without forming the weights themselves.
+    return tf.exp(
+        2.0 * tf.reduce_logsumexp(log_weights, axis=0)
+        - tf.reduce_logsumexp(2.0 * log_weights, axis=0)
+    )
+
+
+def iwae_surrogate(log_weights):
+    """Per-example loss whose gradient is minus the IWAE gradient (reparameterised samples).
+
+    Its value is -iwae_bound; differentiating it gives -sum_k w~_k grad log w_k.
+    """
+    return -iwae_bound(log_weights)
+
+
+def dreg_surrogate(log_weights_stopped_q):
+    """Per-example DReG surrogate for the inference network (Tucker et al. 2019, eq. 5).
+
+    Args:
+      log_weights_stopped_q: [K, B] log-weights in which the samples z_k depend on q's
+        parameters through the reparameterisation, but log q(z_k|x) is evaluated with q's
+        parameters held fixed (stop_gradient on the distribution parameters, *not* on z_k).
+
+    Returns:
+      [B] loss; its gradient w.r.t. q's parameters is
+      -sum_k stop(w~_k^2) d log w_k / dz_k dz_k/dphi, the doubly reparameterised IWAE gradient.
+      Its value is not a bound: report `iwae_bound` alongside.
+    """
+    log_weights_stopped_q = _as_float(log_weights_stopped_q)
+    weights_sq = tf.stop_gradient(tf.square(normalized_weights(log_weights_stopped_q)))
+    return -tf.reduce_sum(weights_sq * log_weights_stopped_q, axis=0)
+
+
+# Exposed so tests and benchmarks can build exact log-likelihoods with the same constant.
+LOG_2PI = math.log(2.0 * math.pi)

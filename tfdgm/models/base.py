@@ -1,0 +1,278 @@
+"""The shared base class of every latent-variable model, and the model registry.
+
+A model owns an encoder q(z|x), a decoder p(x|z), a prior p(z) and a `keras.random.SeedGenerator`.
+Subclasses implement one method, `compute_losses(x)`, returning per-example losses and metrics;
+the base class turns them into a `train_step` that is correct under `tf.distribute` (losses are
+averaged with `tf.nn.compute_average_loss`, i.e. divided by the *global* batch size, so the
+gradients summed across replicas equal the single-device gradient).
+"""
+import numpy as np
+import keras
+import tensorflow as tf
+
+from tfdgm import distributions as dists
+from tfdgm import estimators
+from tfdgm.nets import make_networks
+
+_REGISTRY = {}
+
+# Every model reports these, in nats per example; subclasses add their own.
+BASE_METRICS = ("loss", "elbo", "kl", "recon")
+
+
+def register(name):
+    """Class decorator: registers a model under `name` and makes it Keras-serialisable."""
+
+    def decorator(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"A model named {name!r} is already registered ({_REGISTRY[name].__name__}).")
+        cls = keras.saving.register_keras_serializable(package="tfdgm")(cls)
+        cls.registry_name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def registered_models():
+    """Returns {name: class} for every registered model."""
+    return dict(_REGISTRY)
+
+
+def get_model_class(name):
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown model {name!r}; registered models are {sorted(_REGISTRY)}.")
+    return _REGISTRY[name]
+
+
+def _to_seed(seed):
+    """A stateless seed (shape [2] int32) from an int, a [2] tensor or a SeedGenerator draw."""
+    seed = tf.convert_to_tensor(seed)
+    if seed.shape.rank == 0:
+        seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+    return tf.cast(seed, tf.int32)
+
+
+class LatentVariableModel(keras.Model):
+    """Base class: x -> q(z|x) -> K samples -> log-weights [K, B] -> an estimator.
+
+    Args:
+      input_shape: shape of one example, e.g. (28, 28, 1).
+      latent_dim: size of z.
+      architecture: "mlp" (Burda et al. 784-200-200 tanh) or "conv".
+      hidden_units: hidden widths of the networks.
+      likelihood: "bernoulli" (data must be binary).
+      num_samples: K, the importance samples per example used in training.
+      seed: seed of the model's SeedGenerator (training randomness).
+      precision: "float32" or "mixed_bfloat16" (networks in bfloat16, log-weights in float32).
+    """
+
+    registry_name = None
+    extra_metrics = ()
+
+    def __init__(
+        self,
+        input_shape=(28, 28, 1),
+        latent_dim=50,
+        architecture="mlp",
+        hidden_units=(200, 200),
+        likelihood="bernoulli",
+        num_samples=1,
+        seed=None,
+        precision="float32",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        if precision not in ("float32", "mixed_bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'mixed_bfloat16', got {precision!r}.")
+        if likelihood not in dists.LIKELIHOODS:
+            raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {dists.LIKELIHOODS}.")
+        self.example_shape = tuple(int(d) for d in input_shape)
+        self.latent_dim = int(latent_dim)
+        self.architecture = architecture
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.likelihood = likelihood
+        self.num_samples = int(num_samples)
+        self.seed = seed
+        self.precision = precision
+        self.encoder, self.decoder = make_networks(
+            architecture, self.example_shape, self.latent_dim, self.hidden_units, dtype=precision
+        )
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        self.trackers = {
+            name: keras.metrics.Mean(name=name) for name in BASE_METRICS + tuple(self.extra_metrics)
+        }
+        # Networks have fixed input shapes, so build now: saving, loading and export need no data.
+        self.encoder.build((None,) + self.example_shape)
+        self.decoder.build((None, self.latent_dim))
+        self.built = True
+
+    # ------------------------------------------------------------------ distributions
+    @property
+    def event_ndims(self):
+        return len(self.example_shape)
+
+    def prior(self):
+        return dists.standard_normal(self.latent_dim)
+
+    def posterior(self, x):
+        loc, scale = self.encoder(x)
+        return dists.diagonal_gaussian(loc, scale)
+
+    def _next_seed(self, seed=None):
+        return _to_seed(self.seed_generator.next() if seed is None else seed)
+
+    def log_weights(self, x, num_samples, seed=None, stop_q_params=False):
+        """Draws K reparameterised z ~ q(z|x) and scores them.
+
+        Returns a dict of [K, B] tensors: log_w, log_px_z, log_pz, log_qz, and z [K, B, D],
+        plus `posterior` (the q distribution). With stop_q_params, log q(z|x) is evaluated
+        with q's parameters held fixed while z still depends on them (DReG; Tucker et al.).
+        """
+        x = tf.cast(x, tf.float32)
+        loc, scale = self.encoder(x)
+        q = dists.diagonal_gaussian(loc, scale)
+        z = q.sample(num_samples, seed=self._next_seed(seed))
+        if stop_q_params:
+            q_for_log_prob = dists.diagonal_gaussian(tf.stop_gradient(loc), tf.stop_gradient(scale))
+        else:
+            q_for_log_prob = q
+        log_qz = q_for_log_prob.log_prob(z)
+        log_pz = self.prior().log_prob(z)
+        log_px_z = dists.likelihood_log_prob(self.likelihood, self.decoder(z), x, self.event_ndims)
+        return {
+            "log_w": log_px_z + log_pz - log_qz,
+            "log_px_z": log_px_z,
+            "log_pz": log_pz,
+            "log_qz": log_qz,
+            "z": z,
+            "posterior": q,
+        }
+
+    def kl_divergence(self, posterior):
+        """KL(q(z|x) || p(z)) per example [B], analytic for the Gaussian pair."""
+        return posterior.kl_divergence(self.prior())
+
+    # ------------------------------------------------------------------ training
+    def compute_losses(self, x, training=True):
+        """Returns (per-example loss [B], {metric name: per-example value [B]})."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_losses.")
+
+    def compute_gradients(self, x):
+        """Returns (gradients aligned with trainable_variables, metrics). One surrogate for all."""
+        with tf.GradientTape() as tape:
+            per_example_loss, metrics = self.compute_losses(x, training=True)
+            loss = tf.nn.compute_average_loss(per_example_loss)
+        return tape.gradient(loss, self.trainable_variables), metrics
+
+    def train_step(self, data):
+        x = self._unpack(data)
+        grads, metrics = self.compute_gradients(x)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return self._update_metrics(metrics)
+
+    def test_step(self, data):
+        x = self._unpack(data)
+        _, metrics = self.compute_losses(x, training=False)
+        return self._update_metrics(metrics)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _update_metrics(self, metrics):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(tf.reduce_mean(metrics[name]))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _unpack(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        return tf.cast(x, tf.float32)
+
+    def _base_metrics(self, out, loss):
+        """The metrics every model reports, from a `log_weights` result."""
+        kl = self.kl_divergence(out["posterior"])
+        recon = tf.reduce_mean(out["log_px_z"], axis=0)
+        return {"loss": loss, "elbo": recon - kl, "kl": kl, "recon": recon}
+
+    def fit(self, x=None, y=None, **kwargs):
+        # Arrays bypass tfdgm.data, so check them here before any training happens.
+        if isinstance(x, np.ndarray):
+            from tfdgm.data import validate
+
+            x = validate(x, likelihood=self.likelihood, name="x")
+            self._check_example_shape(x.shape[1:])
+        elif isinstance(x, tf.data.Dataset):
+            spec = x.element_spec[0] if isinstance(x.element_spec, tuple) else x.element_spec
+            self._check_example_shape(spec.shape[1:])
+        return super().fit(x, y, **kwargs)
+
+    def _check_example_shape(self, shape):
+        shape = tuple(shape)
+        if len(shape) != len(self.example_shape) or any(
+            d is not None and d != e for d, e in zip(shape, self.example_shape)
+        ):
+            raise ValueError(
+                f"{type(self).__name__} was built for examples of shape {self.example_shape}, but the data "
+                f"has examples of shape {shape}. Pass input_shape={shape} when creating the model."
+            )
+
+    # ------------------------------------------------------------------ inference API
+    def call(self, x, training=False):
+        """Reconstruction: the mean of p(x|z) at the posterior mean of z."""
+        return self.reconstruct(x)
+
+    def encode(self, x):
+        """Posterior mean E_q[z|x], [B, latent_dim]."""
+        loc, _ = self.encoder(tf.cast(x, tf.float32))
+        return loc
+
+    def decode(self, z):
+        """Mean of p(x|z) (pixel probabilities) for latents [..., latent_dim]."""
+        return tf.sigmoid(self.decoder(z))
+
+    def reconstruct(self, x):
+        return self.decode(self.encode(x))
+
+    def sample(self, num_samples, seed=None):
+        """Images drawn from the model: z ~ p(z), then the mean of p(x|z). [N, *input_shape]."""
+        z = self.prior().sample(num_samples, seed=self._next_seed(seed))
+        return self.decode(z)
+
+    def log_likelihood_bound(self, x, num_samples=None, seed=None):
+        """The IWAE-K lower bound on log p(x) per example [B] (K defaults to training K)."""
+        out = self.log_weights(x, num_samples or self.num_samples, seed=seed)
+        return estimators.iwae_bound(out["log_w"])
+
+    # ------------------------------------------------------------------ serialisation
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            input_shape=list(self.example_shape),
+            latent_dim=self.latent_dim,
+            architecture=self.architecture,
+            hidden_units=list(self.hidden_units),
+            likelihood=self.likelihood,
+            num_samples=self.num_samples,
+            seed=self.seed,
+            precision=self.precision,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
+        """Writes a SavedModel with signatures `serve` (reconstruct), `encode`, `reconstruct`,
+        `sample(num_samples, seed)` and `log_likelihood_bound(x, num_samples, seed)`.
+
+        Loading it needs only TensorFlow: `tf.saved_model.load(filepath).sample(...)`.
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose, **kwargs)
+        from tfdgm.export import export_saved_model
+
+        return export_saved_model(self, filepath, verbose=verbose)
