@@ -62,7 +62,8 @@ def test_dynamic_binarization_reproducible_and_fresh_each_epoch():
     def two_epochs(ds):
         return [batches(ds, 2) for _ in range(2)]
 
-    a, b = two_epochs(data.load("fashion_mnist", seed=3)), two_epochs(data.load("fashion_mnist", seed=3))
+    a = two_epochs(data.load("fashion_mnist", seed=3))
+    b = two_epochs(data.load("fashion_mnist", seed=3))
     for ea, eb in zip(a, b):
         for x, y in zip(ea, eb):
             np.testing.assert_array_equal(x, y)
@@ -166,8 +167,9 @@ def test_from_array_with_keras_fit_rerandomizes_each_epoch():
         model = SumModel()
         model.compile()
         model(x[:1])
-        runs.append(model.fit(data.from_array(x, batch_size=50), epochs=3, shuffle=False, verbose=0)
-                    .history["s"])
+        history = model.fit(data.from_array(x, batch_size=50), epochs=3, shuffle=False,
+                            verbose=0)
+        runs.append(history.history["s"])
     assert runs[0] == runs[1] and len(set(runs[0])) == 3
 
 
@@ -192,8 +194,9 @@ def test_local_idx_directory(tmp_path):
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", train)
     write_idx(tmp_path / "t10k-images-idx3-ubyte", test)  # uncompressed works too
     np.testing.assert_array_equal(data.read_idx(tmp_path / "train-images-idx3-ubyte.gz"), train)
-    np.testing.assert_array_equal(data.load_arrays(str(tmp_path))[..., 0], train / np.float32(255))
-    np.testing.assert_array_equal(data.load_arrays(tmp_path, "test")[..., 0], test / np.float32(255))
+    scale = np.float32(255)
+    np.testing.assert_array_equal(data.load_arrays(str(tmp_path))[..., 0], train / scale)
+    np.testing.assert_array_equal(data.load_arrays(tmp_path, "test")[..., 0], test / scale)
     b = batches(data.load(str(tmp_path), batch_size=8), 1)[0]
     assert b.shape == (8, 28, 28, 1) and set(np.unique(b)) <= {0.0, 1.0}
     assert data.image_shape(str(tmp_path)) == (28, 28, 1)

@@ -102,7 +102,10 @@ def load(name, split="train", *, binarize="dynamic", batch_size=100, shuffle=Non
     ``shuffle`` defaults to True for "train" and False otherwise. With
     ``validation_size > 0`` the last ``validation_size`` training images form
     split "validation". "binarized_mnist" is already binary and is never
-    re-binarised. See :func:`from_array` for the other arguments.
+    re-binarised. Known names other than local copies (``LOCAL_DIRS``, used when
+    ``data_dir`` is None, e.g. /usr/share/datasets/fashion-mnist) go through
+    ``tfds.load(name, split=..., data_dir=data_dir)``. See :func:`from_array`
+    for the other arguments.
     """
     # Cheap argument checks first, so mistakes do not wait for a data download.
     binarize = V.check_binarize(binarize)
