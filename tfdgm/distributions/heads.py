@@ -17,6 +17,18 @@ def diagonal_gaussian(loc, scale):
     return tfd.Independent(tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1)
 
 
+def gaussian_sample(loc, scale, num_samples, seed):
+    """Reparameterised draws loc + scale * eps, eps ~ N(0, I), shape [num_samples, *loc.shape].
+
+    Same law as `diagonal_gaussian(loc, scale).sample(num_samples, seed)`; the generator is
+    named explicitly (Philox) so a seed means the same stream on every CPU and GPU backend
+    rather than whatever "auto_select" picks, and an exported SavedModel reproduces it.
+    """
+    shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
+    eps = tf.random.stateless_normal(shape, seed=seed, dtype=loc.dtype, alg="philox")
+    return loc + scale * eps
+
+
 def standard_normal(latent_dim, dtype=tf.float32):
     """The N(0, I) prior p(z) with event shape [latent_dim]."""
     zeros = tf.zeros([latent_dim], dtype=dtype)

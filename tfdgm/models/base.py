@@ -46,11 +46,16 @@ def get_model_class(name):
 
 
 def _to_seed(seed):
-    """A stateless seed (shape [2] int32) from an int, a [2] tensor or a SeedGenerator draw."""
+    """A stateless seed (shape [2] int64) from an int, a [2] tensor or a SeedGenerator draw.
+
+    Note: a given seed reproduces the same draws within one compile mode. XLA's stateless
+    RNG kernels produce other numbers than TensorFlow's CPU kernels for the same seed
+    (TF 2.21), so a jit_compile=True run and a graph-mode run sample different noise.
+    """
     seed = tf.convert_to_tensor(seed)
     if seed.shape.rank == 0:
-        seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
-    return tf.cast(seed, tf.int32)
+        seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
+    return tf.cast(seed, tf.int64)
 
 
 class LatentVariableModel(keras.Model):
@@ -134,7 +139,7 @@ class LatentVariableModel(keras.Model):
         x = tf.cast(x, tf.float32)
         loc, scale = self.encoder(x)
         q = dists.diagonal_gaussian(loc, scale)
-        z = q.sample(num_samples, seed=self._next_seed(seed))
+        z = dists.gaussian_sample(loc, scale, num_samples, self._next_seed(seed))
         if stop_q_params:
             q_for_log_prob = dists.diagonal_gaussian(tf.stop_gradient(loc), tf.stop_gradient(scale))
         else:
@@ -238,12 +243,13 @@ class LatentVariableModel(keras.Model):
 
     def sample(self, num_samples, seed=None):
         """Images drawn from the model: z ~ p(z), then the mean of p(x|z). [N, *input_shape]."""
-        z = self.prior().sample(num_samples, seed=self._next_seed(seed))
+        zeros = tf.zeros([self.latent_dim])
+        z = dists.gaussian_sample(zeros, tf.ones_like(zeros), num_samples, self._next_seed(seed))
         return self.decode(z)
 
     def log_likelihood_bound(self, x, num_samples=None, seed=None):
         """The IWAE-K lower bound on log p(x) per example [B] (K defaults to training K)."""
-        out = self.log_weights(x, num_samples or self.num_samples, seed=seed)
+        out = self.log_weights(x, self.num_samples if num_samples is None else num_samples, seed=seed)
         return estimators.iwae_bound(out["log_w"])
 
     # ------------------------------------------------------------------ serialisation

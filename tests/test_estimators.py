@@ -1,0 +1,114 @@
+"""Estimator identities and numerical safety, and the IWAE bound on an exact linear-Gaussian model."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfdgm import estimators
+
+tfd = tfp.distributions
+
+
+def test_iwae_with_one_sample_is_the_elbo():
+    log_w = tf.random.stateless_normal([1, 7], seed=[1, 2]) * 30.0
+    np.testing.assert_allclose(estimators.iwae_bound(log_w), estimators.elbo(log_w), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(estimators.effective_sample_size(log_w), np.ones(7), atol=1e-6)
+
+
+def test_iwae_bound_matches_direct_formula():
+    log_w = tf.random.stateless_normal([5, 3], seed=[3, 4], dtype=tf.float64)
+    expected = np.log(np.mean(np.exp(log_w.numpy()), axis=0))
+    np.testing.assert_allclose(estimators.iwae_bound(log_w), expected, rtol=1e-12)
+
+
+def test_ess_of_equal_weights_is_k_and_of_one_dominant_weight_is_one():
+    np.testing.assert_allclose(estimators.effective_sample_size(tf.zeros([8, 2])), [8.0, 8.0], rtol=1e-6)
+    log_w = tf.constant([[0.0], [-1e4], [-1e4]])
+    np.testing.assert_allclose(estimators.effective_sample_size(log_w), [1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e4, -1e4])
+def test_extreme_log_weights_and_many_samples_stay_finite(scale):
+    k = 5000
+    log_w = scale + tf.random.stateless_normal([k, 4], seed=[5, 6]) * 50.0
+    bound = estimators.iwae_bound(log_w)
+    assert np.all(np.isfinite(bound))
+    # The bound lies between the mean and the max of the log-weights.
+    assert np.all(bound.numpy() >= estimators.elbo(log_w).numpy() - 1e-2)
+    assert np.all(bound.numpy() <= tf.reduce_max(log_w, 0).numpy() + 1e-2)
+    ess = estimators.effective_sample_size(log_w).numpy()
+    assert np.all((ess >= 1.0 - 1e-4) & (ess <= k + 1e-2))
+    constant = tf.fill([k, 2], scale)
+    np.testing.assert_allclose(estimators.iwae_bound(constant), [scale, scale], rtol=1e-6)
+    variable = tf.Variable(log_w)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(estimators.dreg_surrogate(variable)) + tf.reduce_sum(estimators.iwae_surrogate(variable))
+    assert np.all(np.isfinite(tape.gradient(loss, variable).numpy()))
+
+
+def test_bfloat16_log_weights_are_reduced_in_float32():
+    log_w = tf.cast(tf.constant([[1000.0], [1000.5]]), tf.bfloat16)
+    assert estimators.iwae_bound(log_w).dtype == tf.float32
+
+
+def test_iwae_surrogate_gradient_is_normalised_weights():
+    log_w = tf.Variable(tf.random.stateless_normal([6, 3], seed=[7, 8]))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(estimators.iwae_surrogate(log_w))
+    np.testing.assert_allclose(tape.gradient(loss, log_w), -tf.nn.softmax(log_w, axis=0), atol=1e-6)
+
+
+def test_dreg_surrogate_gradient_is_squared_normalised_weights():
+    log_w = tf.Variable(tf.random.stateless_normal([6, 3], seed=[9, 10]))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(estimators.dreg_surrogate(log_w))
+    np.testing.assert_allclose(tape.gradient(loss, log_w), -tf.nn.softmax(log_w, axis=0) ** 2, atol=1e-6)
+
+
+class LinearGaussian:
+    """p(z) = N(0, I_d), p(x|z) = N(W z + b, s^2 I_n): log p(x) = log N(x; b, W W^T + s^2 I) exactly.
+
+    q(z|x) is the exact posterior with its scale inflated, so the bound is strictly loose at K=1.
+    """
+
+    def __init__(self, n=6, d=2, noise=0.5, inflate=1.8, seed=0):
+        rng = np.random.default_rng(seed)
+        self.w = rng.normal(size=(n, d))
+        self.b = rng.normal(size=n)
+        self.noise = noise
+        self.inflate = inflate
+        cov = self.w @ self.w.T + noise**2 * np.eye(n)
+        self.marginal = tfd.MultivariateNormalFullCovariance(self.b, cov)
+        self.post_cov = np.linalg.inv(np.eye(d) + self.w.T @ self.w / noise**2)
+        self.d = d
+
+    def sample_x(self, num, seed):
+        return self.marginal.sample(num, seed=seed)
+
+    def log_weights(self, x, k, seed):
+        post_mean = tf.linalg.matvec(self.post_cov @ self.w.T / self.noise**2, x - self.b)
+        q = tfd.MultivariateNormalTriL(post_mean, self.inflate * np.linalg.cholesky(self.post_cov))
+        z = q.sample(k, seed=seed)
+        prior = tfd.MultivariateNormalDiag(tf.zeros(self.d, tf.float64), tf.ones(self.d, tf.float64))
+        lik = tfd.Independent(tfd.Normal(tf.linalg.matvec(self.w, z) + self.b, self.noise), 1)
+        return prior.log_prob(z) + lik.log_prob(x) - q.log_prob(z)
+
+
+def test_iwae_bound_on_linear_gaussian_model_approaches_exact_log_likelihood():
+    model = LinearGaussian()
+    x = model.sample_x(200, seed=[0, 1])
+    exact = model.marginal.log_prob(x).numpy()
+    gaps = {}
+    for i, k in enumerate([1, 10, 100, 5000]):
+        bound = estimators.iwae_bound(model.log_weights(x, k, seed=[11, i])).numpy()
+        gap = exact - bound  # >= 0 in expectation
+        gaps[k] = (gap.mean(), gap.std(ddof=1) / math.sqrt(len(gap)))
+    for k, (mean, se) in gaps.items():
+        assert mean > -3 * se, f"K={k}: the IWAE bound exceeds log p(x) by {-mean:.4f} (se {se:.4f})"
+    means = [gaps[k][0] for k in (1, 10, 100, 5000)]
+    assert means[0] > 0.1, "the proposal should make K=1 visibly loose"
+    assert all(a > b for a, b in zip(means, means[1:])), f"the bound must rise with K: gaps {means}"
+    mean, se = gaps[5000]
+    assert abs(mean) < 3 * se, f"K=5000 gap {mean:.5f} not within 3 standard errors ({se:.5f})"
