@@ -1,0 +1,255 @@
+"""The tfdgm command line end to end on Fashion-MNIST (a few steps), and the config files.
+
+`train` and a typo'd override run in a subprocess (`python -m tfdgm.cli`), exactly as a user
+would; the other subcommands and errors run in-process through the same absl flag parser, with
+flag values restored after each call, which saves a TensorFlow start-up per test.
+"""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl.testing import flagsaver
+from PIL import Image
+
+from tfdgm import callbacks as cbs
+from tfdgm import cli
+from tfdgm import config as cfg
+from tfdgm import models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = {
+    "vae_mlp_fashion_mnist": ("vae", 1, None),
+    "iwae_k5_mlp_fashion_mnist": ("iwae", 5, "iwae"),
+    "iwae_k50_mlp_fashion_mnist": ("iwae", 50, "iwae"),
+    "dreg_k5_mlp_fashion_mnist": ("iwae_dreg", 5, "dreg"),
+    "dreg_k50_mlp_fashion_mnist": ("iwae_dreg", 50, "dreg"),
+}
+FAST = ["--config.training.epochs=1", "--config.training.max_steps_per_epoch=3",
+        "--config.eval.num_samples=10", "--config.eval.num_examples=200"]
+
+
+def _config_path(name):
+    return os.path.join(ROOT, "configs", f"{name}.py")
+
+
+def _subprocess(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+    return subprocess.run([sys.executable, "-m", "tfdgm.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _run_cli(*args):
+    """Runs the CLI in-process; returns the exit code (0 when main returns normally)."""
+    with flagsaver.flagsaver():
+        try:
+            return cli._main_with_errors(cli.parse_flags(["tfdgm", *args])) or 0
+        except SystemExit as exit_:
+            return exit_.code
+
+
+def _png_size(path):
+    with Image.open(path) as image:
+        image.verify()  # raises on a truncated or corrupt file
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def _metrics(workdir):
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A workdir trained by the real command line (DReG K=5, XLA, 3 steps)."""
+    path = str(tmp_path_factory.mktemp("run") / "dreg")
+    result = _subprocess("train", "--config", _config_path("dreg_k5_mlp_fashion_mnist"), "--workdir", path, *FAST)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "[tfdgm] Test NLL (IWAE-10, 200 images)" in result.stdout  # progress is printed
+    return path
+
+
+# ---------------------------------------------------------------------------- train
+def test_train_writes_every_artefact(workdir):
+    for name in ("config.json", "metrics.json", "model.keras", "samples.png", "reconstructions.png",
+                 "checkpoints/last.keras", "checkpoints/last.json"):
+        assert os.path.isfile(os.path.join(workdir, name)), name
+    assert os.listdir(os.path.join(workdir, "logs", "train")), "no TensorBoard events"
+    assert not [f for f in os.listdir(workdir) if f.startswith(".tmp-")]
+
+    saved = cfg.load_json(os.path.join(workdir, "config.json"))
+    assert saved.model.name == "iwae_dreg" and saved.training.max_steps_per_epoch == 3
+    assert saved.data.data_dir is None
+
+    assert _png_size(os.path.join(workdir, "samples.png")) == (8 * 29 - 1, 8 * 29 - 1)  # 64 samples, 8x8
+    assert _png_size(os.path.join(workdir, "reconstructions.png")) == (8 * 29 - 1, 8 * 29 - 1)  # 32 pairs
+
+    metrics = _metrics(workdir)
+    assert metrics["status"] == "completed" and metrics["model"] == "iwae_dreg"
+    assert math.isfinite(metrics["test_nll"]) and metrics["test_nll"] > 0
+    assert math.isfinite(metrics["test_nll_stderr"]) and metrics["test_nll_stderr"] > 0
+    assert metrics["eval"]["num_samples"] == 10 and metrics["eval"]["num_examples"] == 200
+    assert metrics["steps"] == 3 and metrics["epochs_completed"] == 1
+    assert [r["epoch"] for r in metrics["history"]] == [1]
+    for key in ("loss", "elbo", "kl", "recon", "iwae_bound", "ess"):
+        assert math.isfinite(metrics["train"][key]), key
+    assert metrics["wall_time_s"] >= metrics["train_time_s"] > 0
+
+    model = keras.models.load_model(os.path.join(workdir, "model.keras"), compile=False)
+    assert isinstance(model, models.IWAEDReG) and model.num_samples == 5
+
+
+def test_typo_in_a_config_override_names_the_key(tmp_path):
+    result = _subprocess("train", "--config", _config_path("vae_mlp_fashion_mnist"),
+                         "--workdir", str(tmp_path / "w"), "--config.training.epoch=3")
+    assert result.returncode == 2
+    assert "training.epoch" in result.stderr and 'Did you mean "epochs"' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "w")
+
+
+# ---------------------------------------------------------------------------- evaluate and sample
+def test_evaluate_merges_into_metrics(workdir):
+    before = _metrics(workdir)
+    assert _run_cli("evaluate", "--workdir", workdir, "--num_samples", "5", "--num_examples", "50") == 0
+    after = _metrics(workdir)
+    assert after["eval"]["num_samples"] == 5 and after["eval"]["num_examples"] == 50
+    assert math.isfinite(after["test_nll"]) and math.isfinite(after["test_nll_stderr"])
+    # Everything training wrote is kept; every evaluation is listed, the latest on top.
+    assert after["history"] == before["history"] and after["train"] == before["train"]
+    assert [e["num_examples"] for e in after["evaluations"]] == [200, 50]
+
+
+def test_sample_writes_a_png_and_is_deterministic(workdir, tmp_path):
+    first, second = str(tmp_path / "a.png"), str(tmp_path / "b.png")
+    assert _run_cli("sample", "--workdir", workdir, "--num_samples", "16", "--seed", "1", "--output", first) == 0
+    assert _png_size(first) == (4 * 29 - 1, 4 * 29 - 1)
+    cli.sample(workdir, num_samples=16, seed=1, output=second)
+    assert open(first, "rb").read() == open(second, "rb").read()
+
+
+# ---------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("args, message", [
+    ((), "missing subcommand; choose one of: train, evaluate, sample"),
+    (("fit", "--workdir", "x"), "unknown subcommand 'fit'; choose one of: train, evaluate, sample"),
+    (("evaluate",), "--workdir is required"),
+    (("train", "--workdir", "x"), "train needs --config"),
+    (("train", "--workdir", "x", "--config", "configs/nope.py"), "could not load --config"),
+    (("train", "--workdir", "x", "--config", _config_path("vae_mlp_fashion_mnist"),
+      "--config.model.gradient_estimator=dreg"), "the config has no field 'model.gradient_estimator'"),
+    (("train", "--workdir", "x", "--config", _config_path("vae_mlp_fashion_mnist"),
+      "--config.training.epochs=many"), "invalid literal for int()"),
+])
+def test_usage_errors_are_one_clear_line(args, message, capsys):
+    assert _run_cli(*args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tfdgm: error: ") and message in err
+
+
+def test_config_overrides_reach_the_config():
+    # config_flags reads overrides from sys.argv; parse_flags must make that work for any argv.
+    with flagsaver.flagsaver():
+        cli.parse_flags(["tfdgm", "train", "--config", _config_path("iwae_k5_mlp_fashion_mnist"),
+                         "--config.training.epochs=3", "--config.model.hidden_units=(32,16)",
+                         "--config.data.data_dir=/tmp/fmnist"])
+        config = cli._CONFIG.value
+        assert config.training.epochs == 3 and tuple(config.model.hidden_units) == (32, 16)
+        assert config.data.data_dir == "/tmp/fmnist" and config.model.num_samples == 5
+
+
+def test_missing_model_in_workdir(tmp_path, capsys):
+    cbs.write_json_atomic(tmp_path / "config.json", cfg.to_dict(cfg.base_config("vae")))
+    for command in ("evaluate", "sample"):
+        assert _run_cli(command, "--workdir", str(tmp_path)) == 2
+        assert "No model in workdir" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- configs
+def _load_config_file(name):
+    spec = importlib.util.spec_from_file_location(f"_config_{name}", _config_path(name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_config_file_loads_and_builds_its_model(name):
+    model_name, num_samples, estimator = CONFIGS[name]
+    config = _load_config_file(name)
+    assert config.model.name == model_name and config.model.num_samples == num_samples
+    assert config.data.name == "fashion_mnist" and config.training.jit_compile is True
+    assert config.get("model").get("gradient_estimator") == estimator
+    with pytest.raises((AttributeError, KeyError)):
+        config.training.epoch = 3  # locked: a typo cannot add a field
+    cfg.validate(config)
+    model = cfg.build_model(config, input_shape=(28, 28, 1))
+    assert isinstance(model, models.get_model_class(model_name)) and model.num_samples == num_samples
+    if estimator:
+        assert model.gradient_estimator == estimator
+    assert cfg.to_dict(cfg.from_dict(cfg.to_dict(config))) == cfg.to_dict(config)
+
+
+def test_validate_rejects_meaningless_values():
+    config = cfg.base_config("vae")
+    config.training.epochs = 0
+    with pytest.raises(ValueError, match="training.epochs"):
+        cfg.validate(config)
+    config = cfg.base_config("vae")
+    config.model.name = "gan"
+    with pytest.raises(ValueError, match="registered"):
+        cfg.validate(config)
+
+
+# ---------------------------------------------------------------------------- NaN and resume
+def _small_config(epochs):
+    config = cfg.base_config("vae")
+    config.model.hidden_units = (16,)
+    config.model.latent_dim = 4
+    config.training.epochs = epochs
+    config.training.max_steps_per_epoch = 2
+    config.training.jit_compile = False
+    config.eval.num_samples = 3
+    config.eval.num_examples = 20
+    config.eval.num_image_samples = 4
+    return config
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_load = cli.tfdata.load
+
+    def load_with_nan(name, split="train", **kwargs):
+        ds = real_load(name, split, **kwargs)
+        if split != "train":
+            return ds
+        # The 4th training batch (epoch 2, batch 2 with 2 steps per epoch) turns NaN.
+        return ds.enumerate().map(lambda i, x: tf.where(i == 3, x * np.nan, x))
+
+    monkeypatch.setattr(cli.tfdata, "load", load_with_nan)
+    workdir = str(tmp_path / "w")
+    assert cli.train(_small_config(epochs=4), workdir) == 1
+    metrics = _metrics(workdir)
+    assert metrics["status"] == "nan" and metrics["last_good_epoch"] == 1
+    assert metrics["failure"]["epoch"] == 2 and metrics["failure"]["batch"] == 2
+    assert "loss" in metrics["failure"]["metrics"]
+    assert not os.path.exists(os.path.join(workdir, "model.keras"))  # no NaN model written
+    restored = keras.models.load_model(os.path.join(workdir, "checkpoints", "last.keras"), compile=False)
+    assert cbs.all_finite(restored)
+
+
+def test_train_resumes_from_the_last_checkpoint(tmp_path):
+    workdir = str(tmp_path / "w")
+    assert cli.train(_small_config(epochs=1), workdir) == 0
+    assert cli.train(_small_config(epochs=2), workdir) == 0
+    metrics = _metrics(workdir)
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2]
+    assert metrics["steps"] == 4  # the optimizer state (and its step) came back
+    assert json.load(open(os.path.join(workdir, "checkpoints", "last.json")))["epoch"] == 2

@@ -1,0 +1,361 @@
+"""tfdgm command line: train, evaluate and sample deep latent-variable models.
+
+Usage:
+  tfdgm train --config configs/iwae_k50_mlp_fashion_mnist.py --workdir runs/iwae \\
+      [--config.training.epochs=10 ...]
+  tfdgm evaluate --workdir runs/iwae [--num_samples 5000] [--num_examples 10000]
+  tfdgm sample --workdir runs/iwae [--num_samples 64] [--seed 0] [--output samples.png]
+
+A workdir holds config.json, checkpoints/last.keras (+ last.json), logs/ (TensorBoard),
+samples.png, reconstructions.png, model.keras and metrics.json. Training into a workdir that
+already has a checkpoint resumes from it.
+"""
+import json
+import math
+import os
+import re
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+import keras
+import numpy as np
+
+from tfdgm import callbacks as cbs
+from tfdgm import config as cfg
+from tfdgm import data as tfdata
+from tfdgm import evaluation
+
+COMMANDS = ("train", "evaluate", "sample")
+USAGE_EXIT_CODE = 2
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (train), e.g. configs/vae_mlp_fashion_mnist.py; "
+    "override fields with --config.training.epochs=3.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (all subcommands).")
+_NUM_SAMPLES = flags.DEFINE_integer(
+    "num_samples", None, "evaluate: importance samples K of the IWAE-K NLL (default: config eval.num_samples). "
+    "sample: number of images (default: config eval.num_image_samples).")
+_NUM_EXAMPLES = flags.DEFINE_integer(
+    "num_examples", None, "evaluate: test images to use, 0 = all (default: config eval.num_examples).")
+_SEED = flags.DEFINE_integer("seed", 0, "evaluate / sample: random seed.")
+_OUTPUT = flags.DEFINE_string("output", None, "sample: output PNG (default: WORKDIR/samples-seed<SEED>.png).")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, without a traceback."""
+
+
+def _log(message):
+    print(f"[tfdgm] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------- workdir helpers
+def _paths(workdir):
+    return {
+        "config": os.path.join(workdir, "config.json"),
+        "metrics": os.path.join(workdir, "metrics.json"),
+        "model": os.path.join(workdir, "model.keras"),
+        "checkpoints": os.path.join(workdir, "checkpoints"),
+        "checkpoint": os.path.join(workdir, "checkpoints", "last.keras"),
+        "checkpoint_state": os.path.join(workdir, "checkpoints", "last.json"),
+        "logs": os.path.join(workdir, "logs"),
+    }
+
+
+def _read_json(path, default=None):
+    if not os.path.exists(path):
+        return default
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _update_metrics(workdir, **updates):
+    """Merges updates into workdir/metrics.json (top-level keys), rewriting it atomically."""
+    path = _paths(workdir)["metrics"]
+    metrics = _read_json(path, {})
+    metrics.update(updates)
+    cbs.write_json_atomic(path, metrics)
+    return metrics
+
+
+def _require_workdir():
+    if not _WORKDIR.value:
+        raise CLIError("--workdir is required.")
+    return _WORKDIR.value
+
+
+def _load_saved_config(workdir):
+    path = _paths(workdir)["config"]
+    if not os.path.exists(path):
+        raise CLIError(f"{path} not found: is {workdir!r} a workdir made by `tfdgm train`?")
+    return cfg.load_json(path)
+
+
+def _load_model(workdir):
+    """The final model of a workdir, or its last checkpoint if training did not finish."""
+    paths = _paths(workdir)
+    for path in (paths["model"], paths["checkpoint"]):
+        if os.path.exists(path):
+            if path != paths["model"]:
+                _log(f"{paths['model']} not found; using the last checkpoint {path}.")
+            return keras.models.load_model(path, compile=False)
+    raise CLIError(f"No model in workdir {workdir!r}: neither {paths['model']} nor {paths['checkpoint']} exists "
+                   "(train one with `tfdgm train --config ... --workdir ...`).")
+
+
+# ---------------------------------------------------------------------------- data
+def _data_kwargs(config):
+    return dict(seed=config.data.seed, data_dir=cfg.data_dir(config), validation_size=config.data.validation_size,
+                likelihood=config.model.likelihood)
+
+
+def _test_images(config, num_examples, batch_size):
+    """The first num_examples (0 = all) test images, binarised as config.data.test_binarize."""
+    # Load the whole split so a static binarisation is the same draw whatever num_examples is.
+    ds = tfdata.load(config.data.name, "test", binarize=config.data.test_binarize, batch_size=batch_size,
+                     shuffle=False, **_data_kwargs(config))
+    if num_examples:
+        ds = ds.take(math.ceil(num_examples / batch_size))
+    images = np.concatenate([np.asarray(batch) for batch in ds])
+    return images[:num_examples] if num_examples else images
+
+
+def _evaluate_nll(model, config, num_samples, num_examples, seed):
+    images = _test_images(config, num_examples, config.eval.batch_size)
+    _log(f"Evaluating the IWAE-{num_samples} NLL on {len(images)} test images...")
+    start = time.perf_counter()
+    nll, stderr = evaluation.iwae_nll(model, images, num_samples=num_samples, batch_size=config.eval.batch_size,
+                                      seed=seed, verbose=sys.stdout.isatty())
+    elapsed = time.perf_counter() - start
+    _log(f"Test NLL (IWAE-{num_samples}, {len(images)} images): {nll:.3f} +- {stderr:.3f} nats ({elapsed:.1f} s)")
+    return {
+        "test_nll": nll,
+        "test_nll_stderr": stderr,
+        "eval": {"num_samples": int(num_samples), "num_examples": int(len(images)), "split": "test",
+                 "binarize": config.data.test_binarize, "seed": int(seed), "time_s": elapsed},
+    }
+
+
+def _evaluation_record(result):
+    return dict(result["eval"], test_nll=result["test_nll"], test_nll_stderr=result["test_nll_stderr"])
+
+
+# ---------------------------------------------------------------------------- subcommands
+def train(config, workdir):
+    """Trains config's model in workdir and writes every artefact; returns the exit code."""
+    cfg.validate(config)
+    start = time.perf_counter()
+    paths = _paths(workdir)
+    os.makedirs(paths["checkpoints"], exist_ok=True)
+
+    resolved = cfg.to_dict(config)
+    previous = _read_json(paths["config"])
+    resume = os.path.exists(paths["checkpoint"])
+    if resume and previous is not None and previous.get("model") != resolved["model"]:
+        raise CLIError(f"{workdir!r} holds a checkpoint of a different model config; use a fresh --workdir.")
+    cbs.write_json_atomic(paths["config"], resolved)
+
+    t = config.training
+    steps = t.max_steps_per_epoch or None
+    # With a step cap the data must repeat, or later epochs would find the iterator exhausted.
+    train_ds = tfdata.load(config.data.name, "train", binarize=config.data.binarize,
+                           batch_size=config.data.batch_size, shuffle=True, repeat=bool(steps),
+                           **_data_kwargs(config))
+    test_images = _test_images(config, config.eval.num_examples, config.eval.batch_size)
+    example_shape = tuple(test_images.shape[1:])
+
+    model = cfg.build_model(config, input_shape=example_shape)
+    model.compile(optimizer=keras.optimizers.Adam(t.learning_rate, epsilon=t.adam_epsilon),
+                  jit_compile=t.jit_compile, steps_per_execution=t.steps_per_execution)
+    initial_epoch, history = 0, []
+    if resume:
+        state = _read_json(paths["checkpoint_state"], {})
+        initial_epoch = int(state.get("epoch", 0))
+        # Optimizer slots must exist before load_weights can restore them.
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(paths["checkpoint"])
+        history = [r for r in _read_json(paths["metrics"], {}).get("history", []) if r["epoch"] <= initial_epoch]
+        _log(f"Resuming from {paths['checkpoint']} (epoch {initial_epoch}, step {state.get('step')}).")
+    _log(f"{config.model.name}: {model.count_params():,} parameters, K={config.model.num_samples}, "
+         f"{config.data.name} {example_shape}, workdir {workdir}")
+
+    base_metrics = {"model": config.model.name, "status": "training", "num_parameters": int(model.count_params())}
+    cbs.write_json_atomic(paths["metrics"], dict(base_metrics, history=history))
+
+    nan_guard = cbs.NaNGuard(print_fn=_log)
+    checkpoint = cbs.AtomicCheckpoint(paths["checkpoints"], every_n_epochs=t.checkpoint_every_n_epochs,
+                                      print_fn=_log)
+    images = cbs.ImageSummary(workdir, test_images[:32], every_n_epochs=t.image_every_n_epochs,
+                              num_samples=config.eval.num_image_samples, seed=config.eval.seed)
+    json_history = cbs.JSONHistory(
+        on_update=lambda h: _update_metrics(workdir, history=h, epochs_completed=h[-1]["epoch"]),
+        initial_history=history)
+    callbacks = [
+        # NaNGuard first, so it stops training before others see the broken epoch.
+        nan_guard,
+        checkpoint,
+        images,
+        json_history,
+        cbs.tensorboard_callback(paths["logs"]),
+    ]
+    if initial_epoch >= t.epochs:
+        _log(f"Already trained for {initial_epoch} >= {t.epochs} epochs; only evaluating.")
+    else:
+        model.fit(train_ds, epochs=t.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                  callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+                  shuffle=False)  # the dataset shuffles itself; this silences a Keras warning
+    train_time = time.perf_counter() - start
+
+    summary = dict(base_metrics, history=json_history.history, train_time_s=train_time,
+                   steps=int(model.optimizer.iterations.numpy()),
+                   epochs_completed=json_history.history[-1]["epoch"] if json_history.history else initial_epoch)
+    if nan_guard.triggered:
+        summary.update(status="nan", failure=nan_guard.failure, wall_time_s=time.perf_counter() - start,
+                       last_good_checkpoint=paths["checkpoint"] if os.path.exists(paths["checkpoint"]) else None,
+                       last_good_epoch=checkpoint.saved_epoch)
+        _update_metrics(workdir, **summary)
+        _log(f"{nan_guard.message} model.keras was not written; the last good checkpoint is "
+             f"{summary['last_good_checkpoint']} (epoch {checkpoint.saved_epoch}).")
+        return 1
+
+    cbs.save_model_atomic(model, paths["model"])
+    if not (os.path.exists(images.samples_path) and os.path.exists(images.reconstructions_path)):
+        images.write(model)  # e.g. resumed past the last epoch: fit never ran
+    if json_history.history:
+        summary["train"] = {k: v for k, v in json_history.history[-1].items() if k not in ("epoch", "epoch_time_s")}
+    result = _evaluate_nll(model, config, config.eval.num_samples, config.eval.num_examples, config.eval.seed)
+    summary.update(result, evaluations=[_evaluation_record(result)])
+    summary.update(status="completed", wall_time_s=time.perf_counter() - start)
+    _update_metrics(workdir, **summary)
+    _log(f"Done in {summary['wall_time_s']:.1f} s; wrote {paths['model']} and {paths['metrics']}.")
+    return 0
+
+
+def evaluate(workdir, num_samples=None, num_examples=None, seed=0):
+    """IWAE NLL of workdir's model on the test split, merged into workdir/metrics.json."""
+    config = _load_saved_config(workdir)
+    model = _load_model(workdir)
+    num_samples = config.eval.num_samples if num_samples is None else num_samples
+    num_examples = config.eval.num_examples if num_examples is None else num_examples
+    if num_samples < 1 or num_examples < 0:
+        raise CLIError(f"--num_samples must be >= 1 and --num_examples >= 0, got {num_samples} and {num_examples}.")
+    result = _evaluate_nll(model, config, num_samples, num_examples, seed)
+    metrics = _read_json(_paths(workdir)["metrics"], {})
+    # Keep every evaluation; the top-level test_nll is the latest one.
+    evaluations = metrics.get("evaluations", [])
+    evaluations.append(_evaluation_record(result))
+    _update_metrics(workdir, evaluations=evaluations, **result)
+    _log(f"Merged into {_paths(workdir)['metrics']}.")
+    return 0
+
+
+def sample(workdir, num_samples=None, seed=0, output=None):
+    """Writes a PNG grid of num_samples images drawn from workdir's model."""
+    model = _load_model(workdir)
+    if num_samples is None:
+        saved = _read_json(_paths(workdir)["config"], {})
+        num_samples = saved.get("eval", {}).get("num_image_samples", 64)
+    if num_samples < 1:
+        raise CLIError(f"--num_samples must be >= 1, got {num_samples}.")
+    output = output or os.path.join(workdir, f"samples-seed{seed}.png")
+    images = keras.ops.convert_to_numpy(model.sample(num_samples, seed=seed))
+    cbs.save_image_grid(images, output, ncols=math.ceil(math.sqrt(num_samples)))
+    _log(f"Wrote {num_samples} samples (seed {seed}) to {output}.")
+    return 0
+
+
+# ---------------------------------------------------------------------------- entry point
+def main(argv):
+    """absl main: argv[1] is the subcommand."""
+    args = argv[1:]
+    if not args:
+        raise CLIError(f"missing subcommand; choose one of: {', '.join(COMMANDS)}.")
+    command, extra = args[0], args[1:]
+    if command not in COMMANDS:
+        raise CLIError(f"unknown subcommand {command!r}; choose one of: {', '.join(COMMANDS)}.")
+    if extra:
+        raise CLIError(f"unexpected arguments {extra} (flags need a leading --).")
+    workdir = _require_workdir()
+    if command == "train":
+        if _CONFIG.value is None:
+            raise CLIError("train needs --config, e.g. --config configs/vae_mlp_fashion_mnist.py.")
+        try:
+            config = _CONFIG.value
+            config.to_dict()  # config_flags defers file errors (missing file, bad code) to first use
+        except (OSError, AttributeError, TypeError) as error:
+            raise CLIError(f"could not load --config: {error}") from None
+        return train(config, workdir)
+    if not os.path.isdir(workdir):
+        raise CLIError(f"workdir {workdir!r} does not exist.")
+    if command == "evaluate":
+        return evaluate(workdir, _NUM_SAMPLES.value, _NUM_EXAMPLES.value, _SEED.value)
+    return sample(workdir, _NUM_SAMPLES.value, _SEED.value, _OUTPUT.value)
+
+
+def _override_paths(argv):
+    """Dotted paths of the --config.a.b=... overrides in argv."""
+    found = []
+    for i, arg in enumerate(argv):
+        match = re.match(r"^--?config\.([^=]+)(=.*)?$", arg)
+        if match:
+            value = match.group(2)[1:] if match.group(2) else (argv[i + 1] if i + 1 < len(argv) else "")
+            found.append((match.group(1), arg if match.group(2) else f"{arg} {value}"))
+    return found
+
+
+def _config_override_error(argv, error):
+    """A one-line message naming the override of a config field that does not exist."""
+    text = str(error)
+    hint = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"\?', text)
+    bad = hint.group(2) if hint else (re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text) or [""])[0]
+    for path, flag in _override_paths(argv):
+        if bad in path.split("."):
+            message = f"{flag}: the config has no field {path!r}."
+            break
+    else:
+        message = f"invalid config override ({bad!r} is not a config field)."
+    if hint:
+        message += f' Did you mean "{hint.group(1)}" instead of "{hint.group(2)}"?'
+    return message
+
+
+def parse_flags(argv):
+    """Parses flags like absl, but reports bad config overrides as one clear line."""
+    saved_argv = sys.argv
+    # config_flags looks for --config.* overrides in sys.argv, not in the argv it is given, so
+    # run(argv) (and in-process callers) must expose their argv there while parsing.
+    sys.argv = list(argv)
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _fail(f"{error}\nPass --helpshort or --helpfull to see help on flags.")
+    except (KeyError, AttributeError) as error:
+        # ml_collections raises these (not flags.Error) for overrides of fields that do not exist.
+        _fail(_config_override_error(argv, error))
+    finally:
+        sys.argv = saved_argv
+
+
+def _fail(message, code=USAGE_EXIT_CODE):
+    sys.stderr.write(f"tfdgm: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def _main_with_errors(argv):
+    try:
+        return main(argv)
+    except CLIError as error:
+        _fail(str(error))
+
+
+def run(argv=None):
+    """Console-script entry point (`tfdgm`)."""
+    app.run(_main_with_errors, argv=argv, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()
