@@ -16,6 +16,9 @@ setup(
         "tf-keras",
         "keras>=3",
         "tensorflow-datasets",
+        # tfds imports it lazily when it downloads or prepares a data set.
+        "importlib_resources",
+        "tensorboard",
         "absl-py",
         "ml-collections",
         "matplotlib",
