@@ -1,0 +1,194 @@
+"""Shared helpers of the benchmarks: data, model construction, environment info, tables."""
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for _path in (ROOT, HERE):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import numpy as np  # noqa: E402
+
+# tfdgm model name -> (class name in tfdgm.models, extra constructor kwargs).
+TFDGM_MODELS = {
+    "vae": ("VAE", {}),
+    "iwae": ("IWAE", {"gradient_estimator": "iwae"}),
+    "iwae_dreg": ("IWAE", {"gradient_estimator": "dreg"}),
+}
+HANDWRITTEN = "handwritten"
+ALL_MODELS = tuple(TFDGM_MODELS) + (HANDWRITTEN,)
+
+
+def have_tfdgm_data(try_import=True):
+    """True once tfdgm.data (written concurrently by someone else) exists and is importable."""
+    if not os.path.isfile(os.path.join(ROOT, "tfdgm", "data", "__init__.py")):
+        return False
+    if not try_import:
+        return True
+    try:
+        import tfdgm.data  # noqa: F401
+
+        return hasattr(tfdgm.data, "load")
+    except Exception:  # noqa: BLE001 - any import failure means: use the fallback loader
+        return False
+
+
+def train_dataset(batch_size=100, seed=0, repeat=True):
+    """Dynamically binarised Fashion-MNIST training batches [B, 28, 28, 1] float32 0/1."""
+    if have_tfdgm_data():
+        import tfdgm.data
+
+        return tfdgm.data.load("fashion_mnist", split="train", binarize="dynamic", batch_size=batch_size,
+                               seed=seed, repeat=repeat, drop_remainder=True)
+    import handwritten_iwae as hw
+
+    return hw.dynamic_binarized(hw.fashion_mnist("train"), batch_size=batch_size, seed=seed, repeat=repeat)
+
+
+def static_test_set(seed=0):
+    """The fixed statically binarised Fashion-MNIST test set, float32 [10000, 28, 28, 1] of 0/1.
+
+    Uses tfdgm.data's static binarisation (np.random.default_rng(seed) draws, 8192-row chunks);
+    the fallback reproduces the same draws from the raw IDX file.
+    """
+    if have_tfdgm_data():
+        import tfdgm.data
+
+        ds = tfdgm.data.load("fashion_mnist", split="test", binarize="static", batch_size=1000, seed=seed,
+                             shuffle=False)
+        return np.concatenate([b.numpy() for b in ds]).astype(np.float32)
+    import handwritten_iwae as hw
+
+    raw = hw.read_idx_images(os.path.join(hw.FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz"))
+    rng = np.random.default_rng(seed)
+    out = np.empty(raw.shape, np.float32)
+    for start in range(0, len(raw), 8192):
+        p = raw[start:start + 8192].astype(np.float32) / np.float32(255.0)
+        out[start:start + 8192] = rng.random(p.shape, dtype=np.float32) < p
+    return out
+
+
+def make_model(name, k, precision="float32", seed=0):
+    """A freshly built model: a tfdgm model (Burda MLP) or the hand-written IWAE."""
+    if name == HANDWRITTEN:
+        if precision != "float32":
+            raise ValueError("The hand-written IWAE is benchmarked in float32 only.")
+        import handwritten_iwae as hw
+
+        return hw.HandwrittenIWAE(num_samples=k, seed=seed)
+    import tfdgm
+
+    class_name, extra = TFDGM_MODELS[name]
+    cls = getattr(tfdgm.models, class_name)
+    return cls(input_shape=(28, 28, 1), latent_dim=50, architecture="mlp", num_samples=k, seed=seed,
+               precision=precision, **extra)
+
+
+def compile_model(model, jit):
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4), jit_compile=bool(jit))
+    return model
+
+
+def config_name(model, precision="float32"):
+    if model == HANDWRITTEN:
+        return "hand-written IWAE"
+    return f"tfdgm {model}" + (" bf16" if precision == "mixed_bfloat16" else "")
+
+
+def environment():
+    """TF/Keras versions, date, CPU count and the exact command, for the report.
+
+    Reads versions from package metadata so that a parent process does not import TensorFlow
+    (which would inflate its children's getrusage ru_maxrss).
+    """
+    from importlib import metadata
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "tensorflow": _version(metadata, "tensorflow"),
+        "keras": _version(metadata, "keras"),
+        "tensorflow_probability": _version(metadata, "tensorflow-probability"),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": affinity,
+        "cpu": _cpu_model(),
+        "command": " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv),
+        "tfdgm_data": have_tfdgm_data(try_import=False),
+        "tfdgm_commit": _git_commit(),
+    }
+
+
+def _version(metadata, package):
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit():
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "tfdgm"], capture_output=True, text=True)
+        return out.stdout.strip() + ("+dirty tfdgm/" if dirty.stdout.strip() else "")
+    except OSError:
+        return None
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def print_environment(env):
+    print(f"# date: {env['date']}")
+    print(f"# TensorFlow {env['tensorflow']}, Keras {env['keras']}, TFP {env['tensorflow_probability']}, "
+          f"Python {env['python']}, tfdgm {env['tfdgm_commit']}")
+    print(f"# CPUs: {env['cpu_count']} ({env['cpus_usable']} usable), {env['cpu']}")
+    print(f"# command: {env['command']}")
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def markdown_table(header, rows):
+    """A GitHub Markdown table from a header list and rows of already formatted strings."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path, obj):
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=2)
+        print(f"# wrote {path}")
+
+
+def csv_list(text, cast=str):
+    return [cast(t.strip()) for t in text.split(",") if t.strip()]
