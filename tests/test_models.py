@@ -76,6 +76,7 @@ def test_keras_file_round_trip_is_safe_and_exact(name, tmp_path):
         loaded.log_likelihood_bound(x, 5, seed=seed), model.log_likelihood_bound(x, 5, seed=seed), atol=1e-4
     )
     # Training can resume from the file: the optimizer state came back with it.
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) > 0
     loaded.fit(x, batch_size=8, epochs=1, verbose=0)
 
 

@@ -55,7 +55,7 @@ def base_config(model_name="vae", num_samples=1):
     config.training.learning_rate = 1e-3
     config.training.adam_epsilon = 1e-4  # Burda et al. use Adam with epsilon 1e-4
     config.training.jit_compile = True
-    config.training.steps_per_execution = 1
+    config.training.steps_per_execution = 10  # optimizer steps per compiled call
     config.training.max_steps_per_epoch = 0  # 0 = a full pass over the training set
     config.training.checkpoint_every_n_epochs = 1
     config.training.image_every_n_epochs = 1

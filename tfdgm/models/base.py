@@ -19,6 +19,8 @@ _REGISTRY = {}
 # Every model reports these, in nats per example; subclasses add their own.
 BASE_METRICS = ("loss", "elbo", "kl", "recon")
 
+DEFAULT_STEPS_PER_EXECUTION = 10
+
 
 def register(name):
     """Class decorator: registers a model under `name` and makes it Keras-serialisable."""
@@ -161,6 +163,23 @@ class LatentVariableModel(keras.Model):
         return posterior.kl_divergence(self.prior())
 
     # ------------------------------------------------------------------ training
+    def compile(self, optimizer="adam", **kwargs):
+        """`keras.Model.compile`, with `steps_per_execution` defaulting to 10.
+
+        Several optimizer steps per call of the compiled function amortise the per-step
+        dispatch, which dominates small steps (K=1 at batch 100) on CPU; see BENCHMARKS.md.
+        Pass steps_per_execution=1 for Keras's own default.
+        """
+        kwargs.setdefault("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips re-compiling on load when compile() is overridden; ours only changes a
+        # default, so restore the optimizer (and its state) as Keras does for plain models.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def compute_losses(self, x, training=True):
         """Returns (per-example loss [B], {metric name: per-example value [B]})."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_losses.")
