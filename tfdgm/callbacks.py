@@ -17,12 +17,10 @@ __all__ = [
     "ImageSummary",
     "JSONHistory",
     "NaNGuard",
-    "ScalarSummaries",
     "all_finite",
     "save_image_grid",
     "save_model_atomic",
     "save_reconstruction_grid",
-    "tensorboard_callback",
     "tile_images",
     "write_json_atomic",
 ]
@@ -338,59 +336,3 @@ class JSONHistory(keras.callbacks.Callback):
         self.history.append(record)
         if self.on_update is not None:
             self.on_update(self.history)
-
-
-# ---------------------------------------------------------------------------- TensorBoard
-def tensorboard_available():
-    """True if the tensorboard package is installed (TF 2.21 no longer pulls it in)."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class ScalarSummaries(keras.callbacks.Callback):
-    """Writes epoch metrics as TensorBoard scalars (log_dir/train, tags epoch_<metric>).
-
-    A stand-in for keras.callbacks.TensorBoard that needs only TensorFlow: keras' callback
-    calls tf.summary.scalar, which lives in the tensorboard package and fails without it.
-    The event files are the same, so TensorBoard (installed anywhere) reads them.
-    """
-
-    def __init__(self, log_dir):
-        super().__init__()
-        self.log_dir = os.fspath(log_dir)
-        self._writer = None
-
-    def _write(self, epoch, logs):
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train"))
-        # The "scalars" plugin tag is what tf.summary.scalar adds; TensorBoard needs it.
-        metadata = summary_pb2.SummaryMetadata()
-        metadata.plugin_data.plugin_name = "scalars"
-        with self._writer.as_default():
-            for name, value in (logs or {}).items():
-                value = _to_float(value)
-                if value is not None:
-                    tf.summary.write(f"epoch_{name}", tf.constant(value, tf.float32), step=epoch,
-                                     metadata=metadata)
-        self._writer.flush()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._write(epoch, logs)
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-def tensorboard_callback(log_dir):
-    """keras.callbacks.TensorBoard if tensorboard is installed, else ScalarSummaries."""
-    if tensorboard_available():
-        return keras.callbacks.TensorBoard(os.fspath(log_dir), write_graph=False)
-    return ScalarSummaries(log_dir)

@@ -199,7 +199,7 @@ def train(config, workdir):
         checkpoint,
         images,
         json_history,
-        cbs.tensorboard_callback(paths["logs"]),
+        keras.callbacks.TensorBoard(paths["logs"], write_graph=False),
     ]
     if initial_epoch >= t.epochs:
         _log(f"Already trained for {initial_epoch} >= {t.epochs} epochs; only evaluating.")

@@ -5,7 +5,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdgm import estimators
 
 
 def _batches(data, batch_size):
