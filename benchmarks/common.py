@@ -28,53 +28,25 @@ HANDWRITTEN = "handwritten"
 ALL_MODELS = tuple(TFDGM_MODELS) + (HANDWRITTEN,)
 
 
-def have_tfdgm_data(try_import=True):
-    """True once tfdgm.data (written concurrently by someone else) exists and is importable."""
-    if not os.path.isfile(os.path.join(ROOT, "tfdgm", "data", "__init__.py")):
-        return False
-    if not try_import:
-        return True
-    try:
-        import tfdgm.data  # noqa: F401
-
-        return hasattr(tfdgm.data, "load")
-    except Exception:  # noqa: BLE001 - any import failure means: use the fallback loader
-        return False
-
-
 def train_dataset(batch_size=100, seed=0, repeat=True):
-    """Dynamically binarised Fashion-MNIST training batches [B, 28, 28, 1] float32 0/1."""
-    if have_tfdgm_data():
-        import tfdgm.data
+    """Dynamically binarised Fashion-MNIST training batches [B, 28, 28, 1] float32 0/1.
 
-        return tfdgm.data.load("fashion_mnist", split="train", binarize="dynamic", batch_size=batch_size,
-                               seed=seed, repeat=repeat, drop_remainder=True)
-    import handwritten_iwae as hw
+    Every model, the hand-written one included, reads the same tfdgm.data pipeline, so the
+    comparison is of the models alone.
+    """
+    import tfdgm.data
 
-    return hw.dynamic_binarized(hw.fashion_mnist("train"), batch_size=batch_size, seed=seed, repeat=repeat)
+    return tfdgm.data.load("fashion_mnist", split="train", binarize="dynamic", batch_size=batch_size,
+                           seed=seed, repeat=repeat, drop_remainder=True)
 
 
 def static_test_set(seed=0):
-    """The fixed statically binarised Fashion-MNIST test set, float32 [10000, 28, 28, 1] of 0/1.
+    """The fixed statically binarised Fashion-MNIST test set, float32 [10000, 28, 28, 1] of 0/1."""
+    import tfdgm.data
 
-    Uses tfdgm.data's static binarisation (np.random.default_rng(seed) draws, 8192-row chunks);
-    the fallback reproduces the same draws from the raw IDX file.
-    """
-    if have_tfdgm_data():
-        import tfdgm.data
-
-        ds = tfdgm.data.load("fashion_mnist", split="test", binarize="static", batch_size=1000, seed=seed,
-                             shuffle=False)
-        return np.concatenate([b.numpy() for b in ds]).astype(np.float32)
-    import handwritten_iwae as hw
-
-    raw = hw.read_idx_images(os.path.join(hw.FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz"))
-    rng = np.random.default_rng(seed)
-    out = np.empty(raw.shape, np.float32)
-    for start in range(0, len(raw), 8192):
-        p = raw[start:start + 8192].astype(np.float32) / np.float32(255.0)
-        out[start:start + 8192] = rng.random(p.shape, dtype=np.float32) < p
-    return out
+    ds = tfdgm.data.load("fashion_mnist", split="test", binarize="static", batch_size=1000, seed=seed,
+                         shuffle=False)
+    return np.concatenate([b.numpy() for b in ds]).astype(np.float32)
 
 
 def make_model(name, k, precision="float32", seed=0):
@@ -93,10 +65,13 @@ def make_model(name, k, precision="float32", seed=0):
                precision=precision, **extra)
 
 
-def compile_model(model, jit):
+def compile_model(model, jit, steps_per_execution=None):
+    """Adam(1e-3, eps 1e-4); steps_per_execution=None keeps the model's own default
+    (Keras: 1; tfdgm: 10)."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4), jit_compile=bool(jit))
+    kwargs = {} if steps_per_execution is None else {"steps_per_execution": steps_per_execution}
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4), jit_compile=bool(jit), **kwargs)
     return model
 
 
@@ -128,7 +103,6 @@ def environment():
         "cpus_usable": affinity,
         "cpu": _cpu_model(),
         "command": " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv),
-        "tfdgm_data": have_tfdgm_data(try_import=False),
         "tfdgm_commit": _git_commit(),
     }
 

@@ -7,7 +7,6 @@ Deliberately independent of tfdgm: plain Dense layers, TFP distributions, a cust
 Standalone use:  python benchmarks/handwritten_iwae.py --k 5 --epochs 1
 """
 import argparse
-import gzip
 import math
 import os
 import time
@@ -20,8 +19,6 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
 tfd = tfp.distributions
-
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 class HandwrittenIWAE(keras.Model):
@@ -89,32 +86,6 @@ class HandwrittenIWAE(keras.Model):
         return tf.sigmoid(self.decoder(self.encode(x).mean()))
 
 
-def read_idx_images(path):
-    """uint8 [N, 28, 28, 1] images from a (gzipped) IDX file."""
-    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">i4", count=ndim, offset=4))
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape + (1,))
-
-
-def fashion_mnist(split="train"):
-    """Fashion-MNIST intensities in [0, 1], float32 [N, 28, 28, 1]."""
-    name = "train-images-idx3-ubyte.gz" if split == "train" else "t10k-images-idx3-ubyte.gz"
-    return read_idx_images(os.path.join(FASHION_MNIST_DIR, name)).astype(np.float32) / 255.0
-
-
-def dynamic_binarized(images, batch_size=100, seed=0, repeat=False):
-    """tf.data of shuffled batches, each pixel re-drawn as Bernoulli(intensity) every epoch."""
-    ds = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(lambda x: tf.cast(tf.random.uniform(tf.shape(x)) < x, tf.float32),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    if repeat:
-        ds = ds.repeat()
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=5)
@@ -126,10 +97,13 @@ def main():
     model = HandwrittenIWAE(num_samples=args.k)
     model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4), jit_compile=bool(args.jit))
     start = time.perf_counter()
-    model.fit(dynamic_binarized(fashion_mnist("train"), repeat=args.steps_per_epoch is not None),
+    import tfdgm.data  # the data pipeline only; the model above is independent of tfdgm
+
+    train = tfdgm.data.load("fashion_mnist", batch_size=100, repeat=args.steps_per_epoch is not None)
+    model.fit(train,
               epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=2)
     print(f"train time {time.perf_counter() - start:.1f}s")
-    test = fashion_mnist("test")[:1000]
+    test = tfdgm.data.load_arrays("fashion_mnist", "test")[:1000]
     test = (np.random.default_rng(0).random(test.shape, dtype=np.float32) < test).astype(np.float32)
     bound = np.mean([model.iwae_bound(test[i:i + 100], 100).numpy().mean() for i in range(0, len(test), 100)])
     print(f"test IWAE-100 bound on 1000 examples: {bound:.2f} nats")

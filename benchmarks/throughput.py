@@ -56,7 +56,8 @@ def run_child(cfg, steps, chunks, warmup_steps, batch_size):
     tf.random.set_seed(0)
     rss_imported = _rss_mb()
     ds = common.train_dataset(batch_size=batch_size, seed=0, repeat=True)
-    model = common.compile_model(common.make_model(cfg["model"], cfg["k"], cfg["precision"]), cfg["jit"])
+    model = common.compile_model(common.make_model(cfg["model"], cfg["k"], cfg["precision"]), cfg["jit"],
+                                 cfg.get("spe"))
     rss_built = _rss_mb()
 
     class Timer(keras.callbacks.Callback):
@@ -103,15 +104,17 @@ def configurations(args):
     for model in args.models:
         precisions = ["float32"] if model == common.HANDWRITTEN else args.precisions
         ks = args.vae_ks if model == "vae" else args.ks
+        spes = args.handwritten_spe if model == common.HANDWRITTEN else args.spe
         for precision in precisions:
             for k in ks:
                 for jit in args.jit:
-                    cfgs.append({"model": model, "k": k, "jit": jit, "precision": precision})
+                    for spe in spes:
+                        cfgs.append({"model": model, "k": k, "jit": jit, "precision": precision, "spe": spe})
     return cfgs
 
 
 def cfg_key(cfg):
-    return (cfg["model"], cfg["precision"], cfg["k"], cfg["jit"])
+    return (cfg["model"], cfg["precision"], cfg["k"], cfg["jit"], cfg.get("spe"))
 
 
 def run_parent(args):
@@ -144,7 +147,7 @@ def run_parent(args):
             rates = ", ".join(f"{r:.0f}" for r in result["examples_per_s"])
             busy = ", ".join(f"{c:.2f}" for c in result["cores_busy"])
             print(f"[{repeat}] {common.config_name(cfg['model'], cfg['precision']):22s} K={cfg['k']:<3d} "
-                  f"jit={cfg['jit']} ex/s [{rates}] cores [{busy}] peak {result['peak_rss_mb']:.0f} MB "
+                  f"jit={cfg['jit']} spe={cfg.get('spe')} ex/s [{rates}] cores [{busy}] peak {result['peak_rss_mb']:.0f} MB "
                   f"(warm-up {result['warmup_s']:.1f}s, process {result['process_wall_s']:.1f}s)", flush=True)
     summary = summarize(cfgs, runs)
     out = {"environment": env, "settings": vars(args), "total_wall_s": time.perf_counter() - t0,
@@ -187,15 +190,16 @@ def _fmt(x, spec):
 
 def _table_rows(summary):
     return [[common.config_name(r["model"], r["precision"]), r["k"], "jit" if r["jit"] else "no jit",
+             "default" if r.get("spe") is None else r["spe"],
              _fmt(r["examples_per_s_median"], ",.0f"),
              _fmt(r["ratio_vs_best_handwritten"], ".2f"),
              _fmt(r["peak_rss_mb_median"], ".0f"), _fmt(r["peak_over_import_mb_median"], ".0f"),
              _fmt(r["cores_busy_median"], ".2f")]
             for r in sorted(summary, key=lambda r: (r["k"], r["model"] != common.HANDWRITTEN, r["model"],
-                                                   r["precision"], -r["jit"]))]
+                                                   r["precision"], -r["jit"], -(r.get("spe") or 0)))]
 
 
-HEADER = ["config", "K", "mode", "examples/s (median)", "vs best hand-written", "peak RSS MB",
+HEADER = ["config", "K", "mode", "steps/execution", "examples/s (median)", "vs best hand-written", "peak RSS MB",
           "peak - RSS after import MB", "cores busy"]
 
 
@@ -216,6 +220,9 @@ def main():
     parser.add_argument("--ks", default="1,5,50", help="K values (importance samples)")
     parser.add_argument("--vae_ks", default="1", help="K values for the VAE (multi-sample ELBO)")
     parser.add_argument("--jit", default="1,0", help="jit_compile values to compare (1 and/or 0)")
+    parser.add_argument("--spe", default="0", help="tfdgm steps_per_execution values (0 = the model's default)")
+    parser.add_argument("--handwritten_spe", default="0",
+                        help="hand-written steps_per_execution values (0 = Keras's default, 1)")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16", help="tfdgm precisions")
     parser.add_argument("--steps", type=int, default=200, help="training steps per timed chunk")
     parser.add_argument("--chunks", type=int, default=3, help="timed chunks (epochs) per process")
@@ -239,6 +246,8 @@ def main():
     args.vae_ks = common.csv_list(args.vae_ks, int)
     args.jit = common.csv_list(args.jit, int)
     args.precisions = common.csv_list(args.precisions)
+    args.spe = [v or None for v in common.csv_list(args.spe, int)]
+    args.handwritten_spe = [v or None for v in common.csv_list(args.handwritten_spe, int)]
     run_parent(args)
 
 
