@@ -135,3 +135,13 @@ def test_conv_architecture_and_bfloat16_precision_train(name):
     history = _fit(model, binary_images(16), epochs=1).history
     assert np.isfinite(history["loss"][-1])
     assert model.log_likelihood_bound(binary_images(2), 4).dtype == tf.float32
+
+
+def test_steps_per_epoch_is_exact_with_several_steps_per_execution():
+    model = tiny_model("vae")
+    model.compile(optimizer="sgd")  # tfdgm's default: 10 steps per execution
+    data = tf.data.Dataset.from_tensor_slices(binary_images(40)).batch(8).repeat()
+    model.fit(data, steps_per_epoch=3, epochs=2, verbose=0)
+    assert int(model.optimizer.iterations) == 6
+    model.fit(tf.data.Dataset.from_tensor_slices(binary_images(40)).batch(8), epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == 11

@@ -231,7 +231,16 @@ class LatentVariableModel(keras.Model):
         elif isinstance(x, tf.data.Dataset):
             spec = x.element_spec[0] if isinstance(x.element_spec, tuple) else x.element_spec
             self._check_example_shape(spec.shape[1:])
+        self._fit_steps_per_execution(kwargs.get("steps_per_epoch"))
         return super().fit(x, y, **kwargs)
+
+    def _fit_steps_per_execution(self, steps_per_epoch):
+        """Keras runs whole executions when steps_per_epoch is given (13 steps at 10 per execution
+        train 20), so use the largest steps_per_execution that divides steps_per_epoch."""
+        spe = self.steps_per_execution
+        if steps_per_epoch and spe > 1 and steps_per_epoch % spe:
+            self.steps_per_execution = max(d for d in range(1, spe + 1) if steps_per_epoch % d == 0)
+            self.train_function = None  # retrace with the new count
 
     def _check_example_shape(self, shape):
         shape = tuple(shape)
