@@ -20,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import numpy as np  # noqa: E402
 
 DEFAULT_MODELS = "vae:1,iwae:5,iwae:50,iwae_dreg:50,handwritten:1,handwritten:50"
 
@@ -53,7 +54,6 @@ def iwae_log_px(fn, images, k, chunk=250, batch_size=100, seed=0, jit=True):
     per-chunk logsumexps are combined by another logsumexp, so the result is exactly the IWAE-k
     bound estimate, not an average of smaller bounds.
     """
-    import numpy as np
     import tensorflow as tf
 
     fns = {}
@@ -80,7 +80,6 @@ def iwae_log_px(fn, images, k, chunk=250, batch_size=100, seed=0, jit=True):
 
 
 def nll_stats(log_px):
-    import numpy as np
 
     nll = -np.asarray(log_px, np.float64)
     se = float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
@@ -104,6 +103,9 @@ def train_and_evaluate(name, k, args, test):
 
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.perf_counter() - self._t)
+
+    if args.load_dir:
+        return _evaluate_saved(model, name, k, args, test)
 
     timer = EpochTimer()
     print(f"\n## {label(name, k)}: training {args.epochs} epochs", flush=True)
@@ -135,6 +137,7 @@ def train_and_evaluate(name, k, args, test):
     log_px = iwae_log_px(fn, test, args.eval_k, chunk=args.eval_chunk, seed=args.seed, jit=bool(args.eval_jit))
     result["eval_wall_s"] = time.perf_counter() - start
     result["test_nll"], result["test_nll_se"] = nll_stats(log_px)
+    result["test_log_px"] = [float(v) for v in log_px]  # per example, for paired comparisons
     print(f"## {label(name, k)}: train {train_s:.0f}s, test NLL {result['test_nll']:.2f} "
           f"+- {result['test_nll_se']:.2f} (eval {result['eval_wall_s']:.0f}s)", flush=True)
 
@@ -148,7 +151,6 @@ def train_and_evaluate(name, k, args, test):
 
 def cross_check(model, fn, images, args):
     """This estimator vs tfdgm.evaluation.iwae_nll on the same examples (different random draws)."""
-    import numpy as np
     from tfdgm.evaluation import iwae_log_likelihoods
 
     mine = iwae_log_px(fn, images, args.eval_k, chunk=args.eval_chunk, seed=args.seed + 1,
@@ -173,11 +175,49 @@ def cross_check(model, fn, images, args):
     return out
 
 
+def _evaluate_saved(model, name, k, args, test):
+    """Evaluates weights saved by an earlier run with --save_dir (no training)."""
+    path = os.path.join(args.load_dir, f"{name}_k{k}_e{args.epochs}.weights.h5")
+    model.load_weights(path)
+    print(f"\n## {label(name, k)}: loaded {path}", flush=True)
+    start = time.perf_counter()
+    log_px = iwae_log_px(log_weights_fn(model, name), test, args.eval_k, chunk=args.eval_chunk, seed=args.seed,
+                         jit=bool(args.eval_jit))
+    result = {"model": name, "k": k, "label": label(name, k), "epochs": args.epochs, "weights": path,
+              "eval_wall_s": time.perf_counter() - start, "test_log_px": [float(v) for v in log_px]}
+    result["test_nll"], result["test_nll_se"] = nll_stats(log_px)
+    print(f"## {label(name, k)}: test NLL {result['test_nll']:.2f} +- {result['test_nll_se']:.2f}", flush=True)
+    return result
+
+
+def paired_differences(results):
+    """NLL differences on the same test examples, with the standard error of the paired mean.
+
+    The examples are shared, so the spread across images cancels; these errors are the ones
+    that decide whether two models differ, not the per-model ± above.
+    """
+    by_label = {r["label"]: np.asarray(r["test_log_px"]) for r in results if "test_log_px" in r}
+    pairs = []
+    vae = next((lbl for lbl in by_label if lbl.startswith("tfdgm vae")), None)
+    for r in results:
+        lbl = r["label"]
+        refs = [vae] if vae and lbl != vae else []
+        if r["model"] != common.HANDWRITTEN:
+            refs += [h for h in by_label if h.startswith("hand-written") and h.endswith(f"K={r['k']}")]
+        for ref in refs:
+            if lbl in by_label and ref in by_label:
+                diff = by_label[lbl] - by_label[ref]  # log p difference = NLL(ref) - NLL(lbl): > 0, lbl better
+                se = diff.std(ddof=1) / math.sqrt(len(diff))
+                pairs.append((lbl, ref, float(diff.mean()), float(se)))
+    return pairs
+
+
 def render(results, args, markdown):
     header = ["model", "K", "epochs", "train wall (s)", "s/epoch (median)",
               f"test NLL, IWAE-{args.eval_k} (nats)", "eval wall (s)"]
-    rows = [[common.config_name(r["model"]), r["k"], r["epochs"], f"{r['train_wall_s']:.0f}",
-             f"{common.median(r['epoch_wall_s']):.1f}", f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f}",
+    rows = [[common.config_name(r["model"]), r["k"], r["epochs"], f"{r.get('train_wall_s', float('nan')):.0f}",
+             f"{common.median(r.get('epoch_wall_s', [float('nan')])):.1f}",
+             f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f}",
              f"{r['eval_wall_s']:.0f}"] for r in results]
     if markdown:
         return common.markdown_table(header, rows)
@@ -204,6 +244,8 @@ def main():
     parser.add_argument("--precision", default="float32", help="tfdgm precision (hand-written: float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save_dir", default=None, help="save trained weights here")
+    parser.add_argument("--load_dir", default=None,
+                        help="skip training: evaluate the weights an earlier --save_dir run wrote here")
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
     parser.add_argument("--output", default=None, help="write results to this JSON file")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -227,6 +269,11 @@ def main():
                   f"this estimator {c['benchmark_nll']:.3f} vs tfdgm.evaluation.iwae_nll "
                   f"{c['tfdgm_iwae_nll']:.3f} nats (difference {c['benchmark_nll'] - c['tfdgm_iwae_nll']:+.3f} "
                   f"± {c['difference_se']:.3f})")
+    pairs = paired_differences(results)
+    if pairs:
+        print()
+        print(common.markdown_table(["model", "compared with", "NLL(other) - NLL(model), nats", "paired s.e."],
+                                    [[a, b, f"{d:+.3f}", f"{se:.3f}"] for a, b, d, se in pairs]))
     print(f"\n# total wall time {(time.perf_counter() - t0) / 60:.1f} min")
 
 
