@@ -145,3 +145,4 @@ def test_steps_per_epoch_is_exact_with_several_steps_per_execution():
     assert int(model.optimizer.iterations) == 6
     model.fit(tf.data.Dataset.from_tensor_slices(binary_images(40)).batch(8), epochs=1, verbose=0)
     assert int(model.optimizer.iterations) == 11
+    assert model.steps_per_execution == 10  # a later full-epoch fit is back to the compiled value

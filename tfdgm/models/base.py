@@ -172,6 +172,7 @@ class LatentVariableModel(keras.Model):
         """
         kwargs.setdefault("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
         super().compile(optimizer=optimizer, **kwargs)
+        self._compiled_steps_per_execution = self.steps_per_execution
 
     def compile_from_config(self, config):
         # Keras skips re-compiling on load when compile() is overridden; ours only changes a
@@ -237,9 +238,11 @@ class LatentVariableModel(keras.Model):
     def _fit_steps_per_execution(self, steps_per_epoch):
         """Keras runs whole executions when steps_per_epoch is given (13 steps at 10 per execution
         train 20), so use the largest steps_per_execution that divides steps_per_epoch."""
-        spe = self.steps_per_execution
-        if steps_per_epoch and spe > 1 and steps_per_epoch % spe:
-            self.steps_per_execution = max(d for d in range(1, spe + 1) if steps_per_epoch % d == 0)
+        spe = getattr(self, "_compiled_steps_per_execution", self.steps_per_execution)
+        if steps_per_epoch and steps_per_epoch % spe:
+            spe = max(d for d in range(1, spe + 1) if steps_per_epoch % d == 0)
+        if spe != self.steps_per_execution:  # each fit starts from what compile() asked for
+            self.steps_per_execution = spe
             self.train_function = None  # retrace with the new count
 
     def _check_example_shape(self, shape):
