@@ -147,8 +147,7 @@ class LatentVariableModel(keras.Model):
         else:
             q_for_log_prob = q
         log_qz = q_for_log_prob.log_prob(z)
-        log_pz = self.prior().log_prob(z)
-        log_px_z = dists.likelihood_log_prob(self.likelihood, self.decoder(z), x, self.event_ndims)
+        log_pz, log_px_z = self.log_prior_and_likelihood(z, x)
         return {
             "log_w": log_px_z + log_pz - log_qz,
             "log_px_z": log_px_z,
@@ -157,6 +156,17 @@ class LatentVariableModel(keras.Model):
             "z": z,
             "posterior": q,
         }
+
+    def log_prior_and_likelihood(self, z, x):
+        """(log p(z), log p(x|z)) for latents z [..., B, latent_dim] and data x [B, ...].
+
+        The hook AIS, BDMC and MCMC-based training use: every model with a tractable joint
+        log p(x, z) provides it (hierarchical models override it).
+        """
+        x = tf.cast(x, tf.float32)
+        log_pz = self.prior().log_prob(z)
+        log_px_z = dists.likelihood_log_prob(self.likelihood, self.decoder(z), x, self.event_ndims)
+        return log_pz, log_px_z
 
     def kl_divergence(self, posterior):
         """KL(q(z|x) || p(z)) per example [B], analytic for the Gaussian pair."""
