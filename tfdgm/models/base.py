@@ -288,6 +288,15 @@ class LatentVariableModel(keras.Model):
         z = dists.gaussian_sample(zeros, tf.ones_like(zeros), num_samples, self._next_seed(seed))
         return self.decode(z)
 
+    def sample_joint(self, num_samples, seed=None):
+        """(z, x) ~ p(z) p(x|z) with x a draw (not the mean) of the likelihood: simulated data whose
+        latents are exact posterior samples, as BDMC needs. Shapes [N, latent_dim], [N, *input_shape]."""
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self._next_seed(seed), 2))
+        zeros = tf.zeros([self.latent_dim])
+        z = dists.gaussian_sample(zeros, tf.ones_like(zeros), num_samples, z_seed)
+        likelihood = dists.likelihood_distribution(self.likelihood, self.decoder(z), self.event_ndims)
+        return z, tf.cast(likelihood.sample(seed=x_seed), tf.float32)
+
     def log_likelihood_bound(self, x, num_samples=None, seed=None):
         """The IWAE-K lower bound on log p(x) per example [B] (K defaults to training K)."""
         out = self.log_weights(x, self.num_samples if num_samples is None else num_samples, seed=seed)
