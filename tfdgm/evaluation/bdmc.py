@@ -13,7 +13,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdgm import distributions as dists
 from tfdgm.evaluation.ais import AISResult, AISRunner, _warn_if_collapsed, default_batch_size, result_from_traces
 
 
@@ -44,17 +43,6 @@ def _mean_and_stderr(values):
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
-def simulate(model, num_examples, seed=0):
-    """(z [N, D], x [N, *input_shape]) drawn from the model: z ~ p(z), x ~ p(x|z) (binary samples)."""
-    seed = tf.constant([seed, 0], tf.int32)
-    z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    zeros = tf.zeros([model.latent_dim])
-    z = dists.gaussian_sample(zeros, tf.ones_like(zeros), num_examples, z_seed)
-    probs = model.decode(z)
-    x = tf.cast(tf.random.stateless_uniform(tf.shape(probs), x_seed) < tf.cast(probs, tf.float32), tf.float32)
-    return z.numpy(), x.numpy()
-
-
 def bdmc(model, num_examples=100, *, num_steps=1000, num_chains=16, leapfrog_steps=10, schedule="sigmoidal",
          start="prior", step_size=0.05, target_accept_prob=0.65, batch_size=None, seed=0, jit_compile=False,
          verbose=True):
@@ -69,7 +57,7 @@ def bdmc(model, num_examples=100, *, num_steps=1000, num_chains=16, leapfrog_ste
     runner = AISRunner(model, num_steps=num_steps, num_chains=num_chains, leapfrog_steps=leapfrog_steps,
                        schedule=schedule, start=start, step_size=step_size,
                        target_accept_prob=target_accept_prob, jit_compile=jit_compile)
-    z_true, x_all = simulate(model, int(num_examples), seed)
+    z_true, x_all = (t.numpy() for t in model.sample_joint(int(num_examples), seed=tf.constant([seed, 0])))
     batch_size = batch_size or default_batch_size(model, num_chains)
     total = math.ceil(len(x_all) / batch_size)
     progress = keras.utils.Progbar(total, unit_name="batch") if verbose else None
