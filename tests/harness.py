@@ -21,3 +21,32 @@ def binary_images(num=32, shape=(8, 8, 1), seed=0):
 
 
 ALL_MODELS = sorted(models.registered_models())
+
+
+def fixed_replica_noise(table_size=1 << 16, seed=0):
+    """A stand-in for `dists.gaussian_sample` whose noise does not depend on the replica layout.
+
+    Draws eps for the *global* batch from a fixed table and gives each replica its slice (its
+    examples' offset is the sum of the batch sizes of the replicas before it; tf.distribute
+    splits a global batch into contiguous pieces in replica order). So one device and N
+    replicas see the same eps for the same example, and training must agree up to float
+    rounding. Real training draws distinct noise per replica instead (see
+    `LatentVariableModel._next_seed`), which makes the runs agree in law, not in value.
+    """
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(seed).normal(size=(table_size,)), tf.float32)
+
+    def gaussian_sample(loc, scale, num_samples, seed):
+        local = tf.shape(loc)[0]
+        offset, total = 0, local
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            sizes = ctx.all_gather(tf.reshape(local, [1]), axis=0)
+            offset = tf.reduce_sum(sizes[: ctx.replica_id_in_sync_group])
+            total = tf.reduce_sum(sizes)
+        shape = tf.stack([num_samples, total, tf.shape(loc)[-1]])
+        eps = tf.reshape(table[: tf.reduce_prod(shape)], shape)[:, offset : offset + local]
+        return loc + scale * tf.cast(eps, loc.dtype)
+
+    return gaussian_sample

@@ -2,10 +2,17 @@
 
 A model owns an encoder q(z|x), a decoder p(x|z), a prior p(z) and a `keras.random.SeedGenerator`.
 Subclasses implement one method, `compute_losses(x)`, returning per-example losses and metrics;
-the base class turns them into a `train_step` that is correct under `tf.distribute` (losses are
-averaged with `tf.nn.compute_average_loss`, i.e. divided by the *global* batch size, so the
-gradients summed across replicas equal the single-device gradient).
+the base class turns them into a `train_step` that is correct under `tf.distribute`:
+
+- the loss is summed over the replica's examples and divided by the *global* batch size (summed
+  across replicas when there are several, so uneven last batches are weighted right), and the
+  optimizer sums gradients across replicas: the result is the single-device gradient;
+- metrics are per-example means, so Keras's cross-replica sum of (total, count) is the global mean;
+- every replica folds its replica id into the seeds it draws, so replicas sample distinct noise
+  (Keras's SeedGenerator is mirrored: without this every replica would draw the same numbers).
 """
+import warnings
+
 import numpy as np
 import keras
 import tensorflow as tf
@@ -58,6 +65,47 @@ def _to_seed(seed):
     if seed.shape.rank == 0:
         seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
     return tf.cast(seed, tf.int64)
+
+
+def _replica_context():
+    """The replica context when training on several replicas, else None."""
+    ctx = tf.distribute.get_replica_context()
+    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
+
+
+def _replica_seed(seed):
+    """seed with the replica id folded in when there are several replicas; seed unchanged on one
+    device, so single-device runs draw exactly what they drew before distribution support."""
+    ctx = _replica_context()
+    if ctx is None:
+        return seed
+    replica_id = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
+    return tf.random.experimental.stateless_fold_in(seed, replica_id, alg="philox")
+
+
+def global_batch_size(per_example):
+    """Examples in this step across all replicas (the local batch size on one device)."""
+    local = tf.cast(tf.shape(per_example)[0], tf.float32)
+    ctx = _replica_context()
+    return local if ctx is None else ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(local))
+
+
+def average_loss(per_example_loss):
+    """sum(per-example loss on this replica) / global batch size.
+
+    Like `tf.nn.compute_average_loss`, but the global batch size is all-reduced rather than
+    taken as local size x replicas, which is wrong for a last batch split unevenly (7 = 4 + 3).
+    """
+    return tf.reduce_sum(per_example_loss) / global_batch_size(per_example_loss)
+
+
+def global_mean(values, axis=0):
+    """Mean over the batch axis across all replicas (a batch statistic, e.g. free bits')."""
+    ctx = _replica_context()
+    if ctx is None:
+        return tf.reduce_mean(values, axis=axis)
+    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(values, axis=axis))
+    return total / global_batch_size(values)
 
 
 class LatentVariableModel(keras.Model):
@@ -129,7 +177,10 @@ class LatentVariableModel(keras.Model):
         return dists.diagonal_gaussian(loc, scale)
 
     def _next_seed(self, seed=None):
-        return _to_seed(self.seed_generator.next() if seed is None else seed)
+        """An explicit seed as given, or the generator's next seed made distinct per replica."""
+        if seed is not None:
+            return _to_seed(seed)
+        return _replica_seed(_to_seed(self.seed_generator.next()))
 
     def log_weights(self, x, num_samples, seed=None, stop_q_params=False):
         """Draws K reparameterised z ~ q(z|x) and scores them.
@@ -178,8 +229,21 @@ class LatentVariableModel(keras.Model):
 
         Several optimizer steps per call of the compiled function amortise the per-step
         dispatch, which dominates small steps (K=1 at batch 100) on CPU; see BENCHMARKS.md.
-        Pass steps_per_execution=1 for Keras's own default.
+        Pass steps_per_execution=1 for Keras's own default. With several replicas (other than on
+        TPU) it is always 1 and XLA is off; see the comment below.
         """
+        strategy = self.distribute_strategy
+        if strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
+            # Two Keras 3.15 / TF 2.21 limits with several replicas (TPUStrategy has neither):
+            # XLA compiles the whole multi-replica step and cannot reach variables on other
+            # devices ("Trying to access resource ... located in device CPU:1"), and the
+            # steps_per_execution > 1 loop fails ("You must feed a value for placeholder"),
+            # for plain Keras models too.
+            for key, value in (("jit_compile", False), ("steps_per_execution", 1)):
+                if kwargs.get(key) not in (value, None, "auto"):
+                    warnings.warn(f"{key}={kwargs[key]} is not supported with {type(strategy).__name__} over "
+                                  f"{strategy.num_replicas_in_sync} replicas; using {key}={value}.", stacklevel=2)
+                kwargs[key] = value
         kwargs.setdefault("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
         super().compile(optimizer=optimizer, **kwargs)
         self._compiled_steps_per_execution = self.steps_per_execution
@@ -199,7 +263,7 @@ class LatentVariableModel(keras.Model):
         """Returns (gradients aligned with trainable_variables, metrics). One surrogate for all."""
         with tf.GradientTape() as tape:
             per_example_loss, metrics = self.compute_losses(x, training=True)
-            loss = tf.nn.compute_average_loss(per_example_loss)
+            loss = average_loss(per_example_loss)
         return tape.gradient(loss, self.trainable_variables), metrics
 
     def train_step(self, data):
@@ -218,8 +282,10 @@ class LatentVariableModel(keras.Model):
         return list(self.trackers.values())
 
     def _update_metrics(self, metrics):
+        # Per-example values, not the batch mean: each tracker then holds (sum, count) over
+        # examples, which Keras sums across replicas, so uneven replica batches average right.
         for name, tracker in self.trackers.items():
-            tracker.update_state(tf.reduce_mean(metrics[name]))
+            tracker.update_state(metrics[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def _unpack(self, data):

@@ -8,7 +8,7 @@ References:
 import tensorflow as tf
 
 from tfdgm import estimators
-from tfdgm.models.base import LatentVariableModel, register
+from tfdgm.models.base import LatentVariableModel, average_loss, register
 
 GRADIENT_ESTIMATORS = ("iwae", "dreg")
 
@@ -60,7 +60,7 @@ class IWAE(LatentVariableModel):
         with tf.GradientTape(persistent=True) as tape:
             out = self.log_weights(x, self.num_samples, stop_q_params=True)
             per_example_loss, metrics = self._losses_from(out)
-            loss = tf.nn.compute_average_loss(per_example_loss)
+            loss = average_loss(per_example_loss)  # / global batch size, as the base class
         decoder_vars = self.decoder.trainable_variables
         encoder_vars = self.encoder.trainable_variables
         *decoder_grads, grad_z = tape.gradient(loss, decoder_vars + [out["z"]])

@@ -8,7 +8,7 @@ References:
 """
 import tensorflow as tf
 
-from tfdgm.models.base import LatentVariableModel, register
+from tfdgm.models.base import LatentVariableModel, global_mean, register
 
 
 @register("vae")
@@ -49,7 +49,9 @@ class VAE(LatentVariableModel):
         kl_per_dim = posterior.distribution.kl_divergence(self.prior().distribution)  # [B, D]
         if not self.free_bits:
             return tf.reduce_sum(kl_per_dim, axis=-1)
-        active = tf.reduce_mean(kl_per_dim, axis=0) > self.free_bits  # [D]
+        # The batch mean over the *global* batch: under tf.distribute a replica's half-batch
+        # would switch dimensions on and off differently from the single-device run.
+        active = global_mean(kl_per_dim, axis=0) > self.free_bits  # [D]
         clamped = tf.where(active, kl_per_dim, tf.stop_gradient(tf.zeros_like(kl_per_dim) + self.free_bits))
         return tf.reduce_sum(clamped, axis=-1)
 
