@@ -180,3 +180,13 @@ def test_bad_schedules_and_settings_are_refused():
         evaluation.ais_log_likelihoods(tiny_model("vae"), binary_images(2), start="posterior", verbose=False)
     with pytest.raises(ValueError, match="empty"):
         evaluation.ais_nll(tiny_model("vae"), np.zeros((0, 8, 8, 1), np.float32), num_steps=5, verbose=False)
+
+
+def test_sample_joint_draws_binary_images_and_bdmc_runs_on_a_real_model():
+    model = tiny_model("iwae")
+    z, x = model.sample_joint(5, seed=3)
+    assert z.shape == (5, 3) and x.shape == (5, 8, 8, 1)
+    assert set(np.unique(x.numpy())) <= {0.0, 1.0}
+    np.testing.assert_array_equal(x, model.sample_joint(5, seed=3)[1])
+    result = evaluation.bdmc(model, 5, num_steps=20, num_chains=2, leapfrog_steps=2, verbose=False)
+    assert np.all(np.isfinite(result.lower.log_px)) and np.all(np.isfinite(result.upper.log_px))

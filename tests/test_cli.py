@@ -127,6 +127,27 @@ def test_evaluate_merges_into_metrics(workdir):
     # Everything training wrote is kept; every evaluation is listed, the latest on top.
     assert after["history"] == before["history"] and after["train"] == before["train"]
     assert [e["num_examples"] for e in after["evaluations"]] == [200, 50]
+    diagnostics = after["latent_diagnostics"]
+    assert diagnostics["num_examples"] == 50 and 0 <= diagnostics["active_units"] <= 50
+    assert len(diagnostics["kl_per_dim"]) == 50 and math.isfinite(diagnostics["mutual_information"])
+
+
+def test_evaluate_by_ais_and_bdmc_merges_into_metrics(workdir):
+    budget = ["--ais-steps=20", "--num-chains=3", "--leapfrog-steps=2", "--no-diagnostics"]
+    assert _run_cli("evaluate", "--workdir", workdir, "--method=ais", "--num-examples=20", *budget) == 0
+    after = _metrics(workdir)
+    ais = after["evaluations"][-1]
+    assert ais["method"] == "ais" and ais["num_examples"] == 20 and ais["num_chains"] == 3 and ais["num_steps"] == 20
+    assert after["test_nll_ais"] == ais["nll"] > 0 and after["test_nll_ais_stderr"] > 0
+    assert 0 < ais["accept_prob"] <= 1
+    test_nll = after["test_nll"]
+    assert _run_cli("evaluate", "--workdir", workdir, "--method", "bdmc", "--num_examples", "6",
+                    "--ais_steps", "20", "--num_chains", "2", "--leapfrog_steps", "2", "--ais_start", "encoder") == 0
+    after = _metrics(workdir)
+    bdmc = after["bdmc"]
+    assert bdmc == after["evaluations"][-1] and bdmc["num_examples"] == 6 and bdmc["start"] == "encoder"
+    assert bdmc["lower"] < 0 and bdmc["upper"] < 0 and math.isfinite(bdmc["gap"])
+    assert after["test_nll"] == test_nll  # the IWAE result is left alone
 
 
 def test_sample_writes_a_png_and_is_deterministic(workdir, tmp_path):
@@ -142,6 +163,7 @@ def test_sample_writes_a_png_and_is_deterministic(workdir, tmp_path):
     ((), "missing subcommand; choose one of: train, evaluate, sample"),
     (("fit", "--workdir", "x"), "unknown subcommand 'fit'; choose one of: train, evaluate, sample"),
     (("evaluate",), "--workdir is required"),
+    (("evaluate", "--workdir", ".", "--method=exact"), "--method=exact: value should be one of <iwae|ais|bdmc>"),
     (("train", "--workdir", "x"), "train needs --config"),
     (("train", "--workdir", "x", "--config", "configs/nope.py"), "could not load --config"),
     (("train", "--workdir", "x", "--config", _config_path("vae_mlp_fashion_mnist"),

@@ -3,7 +3,8 @@
 Usage:
   tfdgm train --config configs/iwae_k50_mlp_fashion_mnist.py --workdir runs/iwae \\
       [--config.training.epochs=10 ...]
-  tfdgm evaluate --workdir runs/iwae [--num_samples 5000] [--num_examples 10000]
+  tfdgm evaluate --workdir runs/iwae [--method iwae|ais|bdmc] [--num_samples 5000] [--num_examples 10000]
+      [--ais_steps 500 --num_chains 16 --leapfrog_steps 10 --schedule sigmoidal --ais_start prior]
   tfdgm sample --workdir runs/iwae [--num_samples 64] [--seed 0] [--output samples.png]
 
 A workdir holds config.json, checkpoints/last.keras (+ last.json), logs/ (TensorBoard),
@@ -14,7 +15,9 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 
 from absl import app, flags
@@ -22,25 +25,48 @@ from ml_collections import config_flags
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfdgm import callbacks as cbs
 from tfdgm import config as cfg
 from tfdgm import data as tfdata
+from tfdgm import distribute
 from tfdgm import evaluation
 
 COMMANDS = ("train", "evaluate", "sample")
+EVAL_METHODS = ["iwae", "ais", "bdmc"]
 USAGE_EXIT_CODE = 2
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (train), e.g. configs/vae_mlp_fashion_mnist.py; "
     "override fields with --config.training.epochs=3.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (all subcommands).")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "default", list(distribute.STRATEGIES),
+    "train: tf.distribute strategy. mirrored = all local GPUs (or CPUs); multiworker = "
+    "MultiWorkerMirroredStrategy, one process per worker, cluster in TF_CONFIG, all workers run the "
+    "same command and share --workdir (only the chief writes to it); tpu = TPUStrategy.")
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", None, "evaluate: importance samples K of the IWAE-K NLL (default: config eval.num_samples). "
     "sample: number of images (default: config eval.num_image_samples).")
 _NUM_EXAMPLES = flags.DEFINE_integer(
     "num_examples", None, "evaluate: test images to use, 0 = all (default: config eval.num_examples).")
 _SEED = flags.DEFINE_integer("seed", 0, "evaluate / sample: random seed.")
+_METHOD = flags.DEFINE_enum(
+    "method", "iwae", EVAL_METHODS, "evaluate: iwae (IWAE-K bound), ais (AIS with HMC on test images) or "
+    "bdmc (forward/reverse AIS sandwich on --num_examples images simulated from the model).")
+_AIS_STEPS = flags.DEFINE_integer("ais_steps", evaluation.DEFAULT_AIS["num_steps"],
+                                  "evaluate ais|bdmc: intermediate distributions T.")
+_NUM_CHAINS = flags.DEFINE_integer("num_chains", evaluation.DEFAULT_AIS["num_chains"],
+                                   "evaluate ais|bdmc: AIS chains per example.")
+_LEAPFROG_STEPS = flags.DEFINE_integer("leapfrog_steps", evaluation.DEFAULT_AIS["leapfrog_steps"],
+                                       "evaluate ais|bdmc: leapfrog steps per HMC move.")
+_SCHEDULE = flags.DEFINE_enum("schedule", evaluation.DEFAULT_AIS["schedule"], ["linear", "geometric", "sigmoidal"],
+                              "evaluate ais|bdmc: annealing schedule of the inverse temperatures.")
+_AIS_START = flags.DEFINE_enum("ais_start", evaluation.DEFAULT_AIS["start"], ["prior", "encoder"],
+                               "evaluate ais|bdmc: start the chains at the prior (Wu et al.) or at q(z|x).")
+_DIAGNOSTICS = flags.DEFINE_boolean(
+    "diagnostics", True, "evaluate: also report active units, KL per dimension and mutual information.")
 _OUTPUT = flags.DEFINE_string("output", None, "sample: output PNG (default: WORKDIR/samples-seed<SEED>.png).")
 
 
@@ -144,68 +170,135 @@ def _evaluation_record(result):
 
 
 # ---------------------------------------------------------------------------- subcommands
-def train(config, workdir):
-    """Trains config's model in workdir and writes every artefact; returns the exit code."""
+# Errors a collective raises when a peer worker died or stopped answering.
+_WORKER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+                    tf.errors.CancelledError)
+
+
+def train(config, workdir, strategy="default"):
+    """Trains config's model in workdir and writes every artefact; returns the exit code.
+
+    strategy: a name from `tfdgm.distribute.STRATEGIES`. In a multi-worker job every worker runs
+    this function in lockstep (each collective needs all of them), so each also saves and writes
+    the same files, but only the chief into workdir; the others write into a temporary directory
+    that is removed at the end. All of them resume from workdir's checkpoint.
+    """
     cfg.validate(config)
+    # MultiWorkerMirroredStrategy must be created before this process runs any TensorFlow op.
+    strategy = distribute.make_strategy(strategy)
+    chief = distribute.is_chief(strategy)
+    outdir = workdir if chief else tempfile.mkdtemp(prefix="tfdgm-worker-")
+    if not chief:
+        _log(f"Worker {distribute.task()} is not the chief: writing to {outdir} (removed at the end), "
+             f"resuming from {workdir}.")
+    try:
+        return _train(config, workdir, outdir, strategy)
+    except _WORKER_FAILURES as error:
+        if strategy.num_replicas_in_sync == len(strategy.extended.worker_devices):
+            raise  # a single process: not a lost peer, keep the traceback
+        detail = " ".join(str(error).split())
+        detail = detail[detail.find("Collective ops is aborted by:"):] if "Collective ops is aborted" in detail else detail
+        sys.stderr.write(f"tfdgm: error: training stopped because another worker of the job failed or stopped "
+                         f"responding ({type(error).__name__}: {detail[:400]}). Restart every worker with the "
+                         f"same command to resume from the last checkpoint in {workdir}.\n")
+        sys.stderr.flush()
+        return 1
+    finally:
+        if not chief:
+            shutil.rmtree(outdir, ignore_errors=True)
+
+
+def _restore(model, saved):
+    """Loads the newest training state under the `_paths` dict `saved`; returns its step (0: none)."""
+    state = cbs.TrainingCheckpoint.read(saved["checkpoints"])
+    if state is not None:
+        cbs.TrainingCheckpoint.restore(model, state)
+        _log(f"Resuming from {state['weights_path']} (step {state['step']}).")
+        return int(state["step"])
+    if os.path.exists(saved["checkpoint"]):  # a workdir from before step checkpoints: epoch only
+        model.optimizer.build(model.trainable_variables)  # slots must exist before loading
+        model.load_weights(saved["checkpoint"])
+        step = int(model.optimizer.iterations.numpy())
+        _log(f"Resuming from {saved['checkpoint']} (step {step}).")
+        return step
+    return 0
+
+
+def _train(config, workdir, outdir, strategy):
     start = time.perf_counter()
-    paths = _paths(workdir)
+    paths, saved = _paths(outdir), _paths(workdir)  # write here; resume from the chief's workdir
     os.makedirs(paths["checkpoints"], exist_ok=True)
 
     resolved = cfg.to_dict(config)
-    previous = _read_json(paths["config"])
-    resume = os.path.exists(paths["checkpoint"])
+    previous = _read_json(saved["config"])
+    resume = os.path.exists(saved["checkpoint"]) or cbs.TrainingCheckpoint.read(saved["checkpoints"]) is not None
     if resume and previous is not None and previous.get("model") != resolved["model"]:
         raise CLIError(f"{workdir!r} holds a checkpoint of a different model config; use a fresh --workdir.")
     cbs.write_json_atomic(paths["config"], resolved)
 
     t = config.training
-    steps = t.max_steps_per_epoch or None
-    # With a step cap the data must repeat, or later epochs would find the iterator exhausted.
-    train_ds = tfdata.load(config.data.name, "train", binarize=config.data.binarize,
-                           batch_size=config.data.batch_size, shuffle=True, repeat=bool(steps),
-                           **_data_kwargs(config))
+
+    def train_data(skip):
+        # One endless stream of batches, the same in every run (each pass over the data reshuffles
+        # and rebinarises from its own seed), so the data position is the optimizer step: a
+        # resumed run skips what it already trained on and sees what an uninterrupted run sees.
+        # A fresh dataset per fit: iterating one dataset twice would draw other epoch seeds.
+        ds = tfdata.load(config.data.name, "train", binarize=config.data.binarize, batch_size=config.data.batch_size,
+                         shuffle=True, repeat=True, **_data_kwargs(config))
+        return ds.skip(skip) if skip else ds
+
+    num_batches = int(tfdata.load(config.data.name, "train", batch_size=config.data.batch_size, shuffle=False,
+                                  binarize=config.data.binarize, **_data_kwargs(config)).cardinality())
+    steps_per_epoch = t.max_steps_per_epoch or num_batches
     test_images = _test_images(config, config.eval.num_examples, config.eval.batch_size)
     example_shape = tuple(test_images.shape[1:])
 
-    model = cfg.build_model(config, input_shape=example_shape)
-    model.compile(optimizer=keras.optimizers.Adam(t.learning_rate, epsilon=t.adam_epsilon),
-                  jit_compile=t.jit_compile, steps_per_execution=t.steps_per_execution)
-    initial_epoch, history = 0, []
-    if resume:
-        state = _read_json(paths["checkpoint_state"], {})
-        initial_epoch = int(state.get("epoch", 0))
-        # Optimizer slots must exist before load_weights can restore them.
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(paths["checkpoint"])
-        history = [r for r in _read_json(paths["metrics"], {}).get("history", []) if r["epoch"] <= initial_epoch]
-        _log(f"Resuming from {paths['checkpoint']} (epoch {initial_epoch}, step {state.get('step')}).")
+    # The same initial weights in every run, so a resumed or multi-worker run can be compared.
+    keras.utils.set_random_seed(config.model.seed)
+    with strategy.scope():
+        model = cfg.build_model(config, input_shape=example_shape)
+        model.compile(optimizer=keras.optimizers.Adam(t.learning_rate, epsilon=t.adam_epsilon),
+                      jit_compile=t.jit_compile, steps_per_execution=t.steps_per_execution)
+        step = _restore(model, saved)
+    initial_epoch, step_in_epoch = divmod(step, steps_per_epoch)
+    history = [r for r in _read_json(saved["metrics"], {}).get("history", []) if r["epoch"] <= initial_epoch]
     _log(f"{config.model.name}: {model.count_params():,} parameters, K={config.model.num_samples}, "
-         f"{config.data.name} {example_shape}, workdir {workdir}")
+         f"{config.data.name} {example_shape}, workdir {workdir}, {type(strategy).__name__} over "
+         f"{strategy.num_replicas_in_sync} replica(s)")
 
-    base_metrics = {"model": config.model.name, "status": "training", "num_parameters": int(model.count_params())}
+    base_metrics = {"model": config.model.name, "status": "training", "num_parameters": int(model.count_params()),
+                    "num_replicas": int(strategy.num_replicas_in_sync)}
     cbs.write_json_atomic(paths["metrics"], dict(base_metrics, history=history))
 
     nan_guard = cbs.NaNGuard(print_fn=_log)
     checkpoint = cbs.AtomicCheckpoint(paths["checkpoints"], every_n_epochs=t.checkpoint_every_n_epochs,
                                       print_fn=_log)
-    images = cbs.ImageSummary(workdir, test_images[:32], every_n_epochs=t.image_every_n_epochs,
+    state = cbs.TrainingCheckpoint(paths["checkpoints"], every_n_steps=t.checkpoint_every_n_steps, print_fn=_log)
+    images = cbs.ImageSummary(outdir, test_images[:32], every_n_epochs=t.image_every_n_epochs,
                               num_samples=config.eval.num_image_samples, seed=config.eval.seed)
     json_history = cbs.JSONHistory(
-        on_update=lambda h: _update_metrics(workdir, history=h, epochs_completed=h[-1]["epoch"]),
+        on_update=lambda h: _update_metrics(outdir, history=h, epochs_completed=h[-1]["epoch"]),
         initial_history=history)
     callbacks = [
         # NaNGuard first, so it stops training before others see the broken epoch.
         nan_guard,
         checkpoint,
+        state,
         images,
         json_history,
         keras.callbacks.TensorBoard(paths["logs"], write_graph=False),
     ]
+    # Keras epochs cannot start mid-way, so a run resumed mid-epoch first finishes that epoch
+    # in a fit of its own (its logged metrics then cover only the rest of the epoch).
+    fits = [(initial_epoch, initial_epoch + 1, steps_per_epoch - step_in_epoch)] if step_in_epoch else []
+    fits.append((initial_epoch + bool(step_in_epoch), t.epochs, steps_per_epoch))
     if initial_epoch >= t.epochs:
         _log(f"Already trained for {initial_epoch} >= {t.epochs} epochs; only evaluating.")
-    else:
-        model.fit(train_ds, epochs=t.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                  callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+    for first, last, steps in fits:
+        if first >= last or nan_guard.triggered:
+            continue
+        model.fit(train_data(int(model.optimizer.iterations.numpy())), epochs=last, initial_epoch=first,
+                  steps_per_epoch=steps, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
                   shuffle=False)  # the dataset shuffles itself; this silences a Keras warning
     train_time = time.perf_counter() - start
 
@@ -215,10 +308,11 @@ def train(config, workdir):
     if nan_guard.triggered:
         summary.update(status="nan", failure=nan_guard.failure, wall_time_s=time.perf_counter() - start,
                        last_good_checkpoint=paths["checkpoint"] if os.path.exists(paths["checkpoint"]) else None,
-                       last_good_epoch=checkpoint.saved_epoch)
-        _update_metrics(workdir, **summary)
+                       last_good_epoch=checkpoint.saved_epoch, last_good_step=state.saved_step)
+        _update_metrics(outdir, **summary)
         _log(f"{nan_guard.message} model.keras was not written; the last good checkpoint is "
-             f"{summary['last_good_checkpoint']} (epoch {checkpoint.saved_epoch}).")
+             f"{summary['last_good_checkpoint']} (epoch {checkpoint.saved_epoch}), the last good training "
+             f"state is from step {state.saved_step}.")
         return 1
 
     cbs.save_model_atomic(model, paths["model"])
@@ -226,28 +320,72 @@ def train(config, workdir):
         images.write(model)  # e.g. resumed past the last epoch: fit never ran
     if json_history.history:
         summary["train"] = {k: v for k, v in json_history.history[-1].items() if k not in ("epoch", "epoch_time_s")}
-    result = _evaluate_nll(model, config, config.eval.num_samples, config.eval.num_examples, config.eval.seed)
-    summary.update(result, evaluations=[_evaluation_record(result)])
+    if outdir == workdir:  # the test NLL is local work, so only the chief computes it
+        result = _evaluate_nll(model, config, config.eval.num_samples, config.eval.num_examples, config.eval.seed)
+        summary.update(result, evaluations=[_evaluation_record(result)])
     summary.update(status="completed", wall_time_s=time.perf_counter() - start)
-    _update_metrics(workdir, **summary)
+    _update_metrics(outdir, **summary)
     _log(f"Done in {summary['wall_time_s']:.1f} s; wrote {paths['model']} and {paths['metrics']}.")
     return 0
 
 
-def evaluate(workdir, num_samples=None, num_examples=None, seed=0):
-    """IWAE NLL of workdir's model on the test split, merged into workdir/metrics.json."""
+def _evaluate_ais(model, config, method, num_examples, seed, ais):
+    """AIS NLL on test images, or the BDMC sandwich on simulated ones, as a metrics record."""
+    progress = sys.stdout.isatty()
+    start = time.perf_counter()
+    budget = f"T={ais['num_steps']}, {ais['num_chains']} chains, L={ais['leapfrog_steps']}, {ais['schedule']}, from {ais['start']}"
+    if method == "ais":
+        images = _test_images(config, num_examples, config.eval.batch_size)
+        _log(f"Evaluating the AIS NLL on {len(images)} test images ({budget})...")
+        result = evaluation.ais_log_likelihoods(model, images, seed=seed, verbose=progress, **ais).summary()
+        _log(f"Test NLL (AIS, {len(images)} images): {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats, "
+             f"acceptance {result['accept_prob']}")
+    else:
+        num_examples = num_examples or 100
+        _log(f"BDMC on {num_examples} images simulated from the model ({budget})...")
+        result = evaluation.bdmc(model, num_examples, seed=seed, verbose=progress, **ais).summary()
+        _log(f"BDMC: {result['lower']:.3f} <= log p(x) <= {result['upper']:.3f}, gap {result['gap']:.3f} "
+             f"+- {result['gap_stderr']:.3f} nats")
+    result.update(method=method, seed=int(seed), time_s=time.perf_counter() - start, **ais)
+    return result
+
+
+def evaluate(workdir, num_samples=None, num_examples=None, seed=0, method="iwae", ais=None, diagnostics=True):
+    """Evaluates workdir's model on the test split and merges the result into workdir/metrics.json.
+
+    method: "iwae" (top-level test_nll), "ais" (test_nll_ais) or "bdmc" (bdmc). Every evaluation is
+    also appended to metrics["evaluations"]; with diagnostics, latent_diagnostics is refreshed.
+    """
     config = _load_saved_config(workdir)
     model = _load_model(workdir)
     num_samples = config.eval.num_samples if num_samples is None else num_samples
     num_examples = config.eval.num_examples if num_examples is None else num_examples
     if num_samples < 1 or num_examples < 0:
         raise CLIError(f"--num_samples must be >= 1 and --num_examples >= 0, got {num_samples} and {num_examples}.")
-    result = _evaluate_nll(model, config, num_samples, num_examples, seed)
+    if method not in EVAL_METHODS:
+        raise CLIError(f"unknown --method {method!r}; choose one of {EVAL_METHODS}.")
+    ais = dict(evaluation.DEFAULT_AIS, **(ais or {}))
+    if min(ais["num_steps"], ais["num_chains"], ais["leapfrog_steps"]) < 1:
+        raise CLIError("--ais_steps, --num_chains and --leapfrog_steps must be >= 1.")
     metrics = _read_json(_paths(workdir)["metrics"], {})
-    # Keep every evaluation; the top-level test_nll is the latest one.
-    evaluations = metrics.get("evaluations", [])
-    evaluations.append(_evaluation_record(result))
-    _update_metrics(workdir, evaluations=evaluations, **result)
+    evaluations = metrics.get("evaluations", [])  # keep every evaluation; top-level keys hold the latest
+    if method == "iwae":
+        result = _evaluate_nll(model, config, num_samples, num_examples, seed)
+        evaluations.append(_evaluation_record(result))
+        updates = dict(result)
+    else:
+        result = _evaluate_ais(model, config, method, num_examples, seed, ais)
+        evaluations.append(result)
+        updates = ({"test_nll_ais": result["nll"], "test_nll_ais_stderr": result["nll_stderr"], "ais": result}
+                   if method == "ais" else {"bdmc": result})
+    if diagnostics:
+        images = _test_images(config, num_examples, config.eval.batch_size)
+        updates["latent_diagnostics"] = evaluation.latent_diagnostics(model, images, batch_size=config.eval.batch_size,
+                                                                      seed=seed)
+        d = updates["latent_diagnostics"]
+        _log(f"Latent diagnostics on {d['num_examples']} test images: {d['active_units']} of {model.latent_dim} "
+             f"units active, KL {d['kl']:.2f} nats, I_q(x; z) ~ {d['mutual_information']:.2f} nats.")
+    _update_metrics(workdir, evaluations=evaluations, **updates)
     _log(f"Merged into {_paths(workdir)['metrics']}.")
     return 0
 
@@ -287,11 +425,14 @@ def main(argv):
             config.to_dict()  # config_flags defers file errors (missing file, bad code) to first use
         except (OSError, AttributeError, TypeError) as error:
             raise CLIError(f"could not load --config: {error}") from None
-        return train(config, workdir)
+        return train(config, workdir, strategy=_STRATEGY.value)
     if not os.path.isdir(workdir):
         raise CLIError(f"workdir {workdir!r} does not exist.")
     if command == "evaluate":
-        return evaluate(workdir, _NUM_SAMPLES.value, _NUM_EXAMPLES.value, _SEED.value)
+        ais = dict(num_steps=_AIS_STEPS.value, num_chains=_NUM_CHAINS.value, leapfrog_steps=_LEAPFROG_STEPS.value,
+                   schedule=_SCHEDULE.value, start=_AIS_START.value)
+        return evaluate(workdir, _NUM_SAMPLES.value, _NUM_EXAMPLES.value, _SEED.value, method=_METHOD.value, ais=ais,
+                        diagnostics=_DIAGNOSTICS.value)
     return sample(workdir, _NUM_SAMPLES.value, _SEED.value, _OUTPUT.value)
 
 
@@ -322,8 +463,19 @@ def _config_override_error(argv, error):
     return message
 
 
+def _dashes_to_underscores(arg):
+    """--num-examples=5 -> --num_examples=5, --no-diagnostics -> --nodiagnostics: absl knows only
+    underscores. Values stay as given."""
+    match = re.match(r"^(--?)([A-Za-z][A-Za-z0-9_-]*)(=.*)?$", arg)
+    if not match or match.group(2).startswith("config"):
+        return arg
+    name = re.sub(r"^no-", "no", match.group(2)).replace("-", "_")
+    return match.group(1) + name + (match.group(3) or "")
+
+
 def parse_flags(argv):
     """Parses flags like absl, but reports bad config overrides as one clear line."""
+    argv = [_dashes_to_underscores(arg) for arg in argv]
     saved_argv = sys.argv
     # config_flags looks for --config.* overrides in sys.argv, not in the argv it is given, so
     # run(argv) (and in-process callers) must expose their argv there while parsing.

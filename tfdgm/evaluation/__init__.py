@@ -1,6 +1,17 @@
-"""Evaluation: log-likelihood estimates with standard errors (IWAE, AIS, BDMC)."""
-from tfdgm.evaluation.ais import AISResult, ais_log_likelihoods, ais_nll
+"""Evaluation: log-likelihood estimates with standard errors (IWAE, AIS, BDMC) and latent diagnostics."""
+from tfdgm.evaluation.ais import DEFAULT_AIS, AISResult, ais_log_likelihoods, ais_nll
 from tfdgm.evaluation.bdmc import BDMCResult, bdmc
+from tfdgm.evaluation.diagnostics import (
+    active_units,
+    kl_per_dimension,
+    latent_diagnostics,
+    mutual_information,
+    posterior_statistics,
+)
 from tfdgm.evaluation.iwae import iwae_log_likelihoods, iwae_nll
 
-__all__ = ["AISResult", "BDMCResult", "ais_log_likelihoods", "ais_nll", "bdmc", "iwae_log_likelihoods", "iwae_nll"]
+__all__ = [
+    "AISResult", "BDMCResult", "DEFAULT_AIS", "active_units", "ais_log_likelihoods", "ais_nll", "bdmc",
+    "iwae_log_likelihoods", "iwae_nll", "kl_per_dimension", "latent_diagnostics", "mutual_information",
+    "posterior_statistics",
+]

@@ -19,6 +19,11 @@ from tfdgm.evaluation.iwae import _batches
 
 STARTS = ("prior", "encoder")
 
+# The default budget (`tfdgm evaluate --method ais`): sized so 1,000 Fashion-MNIST test images of
+# a Burda-MLP model take under 15 minutes on 2 CPU cores (BENCHMARKS.md). Wu et al. used 16
+# chains, 10 leapfrog steps and up to 10,000 steps: raise num_steps where time allows.
+DEFAULT_AIS = dict(num_steps=500, num_chains=16, leapfrog_steps=10, schedule="sigmoidal", start="prior")
+
 
 @dataclasses.dataclass
 class AISResult:
@@ -164,8 +169,9 @@ def default_batch_size(model, num_chains, max_elements=2**22):
     return max(1, min(100, max_elements // (num_chains * math.prod(model.example_shape))))
 
 
-def ais_log_likelihoods(model, data, *, num_steps=1000, num_chains=16, leapfrog_steps=10, schedule="sigmoidal",
-                        start="prior", step_size=0.05, target_accept_prob=0.65, batch_size=None, seed=0,
+def ais_log_likelihoods(model, data, *, num_steps=DEFAULT_AIS["num_steps"], num_chains=DEFAULT_AIS["num_chains"],
+                        leapfrog_steps=DEFAULT_AIS["leapfrog_steps"], schedule=DEFAULT_AIS["schedule"],
+                        start=DEFAULT_AIS["start"], step_size=0.05, target_accept_prob=0.65, batch_size=None, seed=0,
                         jit_compile=False, verbose=True):
     """Per-example AIS estimates of log p(x) for a model with a tractable log p(x, z); an AISResult.
 
@@ -205,12 +211,11 @@ def _warn_if_collapsed(result):
               f"Try a smaller initial step_size or more leapfrog steps.")
 
 
-def ais_nll(model, data, num_steps=1000, num_chains=16, leapfrog_steps=10, schedule="sigmoidal", **kwargs):
+def ais_nll(model, data, **kwargs):
     """Test NLL by AIS: returns (mean NLL, standard error over examples), nats.
 
     A stochastic upper bound on the true NLL (AIS weights are unbiased for p(x), so log of their
     mean is biased low by Jensen), tightening as num_steps grows. Keyword arguments as for
     `ais_log_likelihoods`.
     """
-    return ais_log_likelihoods(model, data, num_steps=num_steps, num_chains=num_chains,
-                               leapfrog_steps=leapfrog_steps, schedule=schedule, **kwargs).nll()
+    return ais_log_likelihoods(model, data, **kwargs).nll()

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdgm.evaluation.ais import AISResult, AISRunner, _warn_if_collapsed, default_batch_size, result_from_traces
+from tfdgm.evaluation.ais import DEFAULT_AIS, AISResult, AISRunner, _warn_if_collapsed, default_batch_size, result_from_traces
 
 
 @dataclasses.dataclass
@@ -43,8 +43,9 @@ def _mean_and_stderr(values):
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
-def bdmc(model, num_examples=100, *, num_steps=1000, num_chains=16, leapfrog_steps=10, schedule="sigmoidal",
-         start="prior", step_size=0.05, target_accept_prob=0.65, batch_size=None, seed=0, jit_compile=False,
+def bdmc(model, num_examples=100, *, num_steps=DEFAULT_AIS["num_steps"], num_chains=DEFAULT_AIS["num_chains"],
+         leapfrog_steps=DEFAULT_AIS["leapfrog_steps"], schedule=DEFAULT_AIS["schedule"], start=DEFAULT_AIS["start"],
+         step_size=0.05, target_accept_prob=0.65, batch_size=None, seed=0, jit_compile=False,
          verbose=True):
     """Lower and upper stochastic bounds on log p(x) for `num_examples` images simulated from `model`.
 

@@ -361,7 +361,8 @@ class LatentVariableModel(keras.Model):
         zeros = tf.zeros([self.latent_dim])
         z = dists.gaussian_sample(zeros, tf.ones_like(zeros), num_samples, z_seed)
         likelihood = dists.likelihood_distribution(self.likelihood, self.decoder(z), self.event_ndims)
-        return z, tf.cast(likelihood.sample(seed=x_seed), tf.float32)
+        # TFP wants int32 stateless seeds; truncating the int64 split keeps it deterministic.
+        return z, tf.cast(likelihood.sample(seed=tf.cast(x_seed, tf.int32)), tf.float32)
 
     def log_likelihood_bound(self, x, num_samples=None, seed=None):
         """The IWAE-K lower bound on log p(x) per example [B] (K defaults to training K)."""
