@@ -17,6 +17,7 @@ __all__ = [
     "ImageSummary",
     "JSONHistory",
     "NaNGuard",
+    "TrainingCheckpoint",
     "all_finite",
     "save_image_grid",
     "save_model_atomic",
@@ -336,6 +337,84 @@ class JSONHistory(keras.callbacks.Callback):
         self.history.append(record)
         if self.on_update is not None:
             self.on_update(self.history)
+
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Everything needed to resume *mid-epoch*, saved every n optimizer steps and at epoch ends.
+
+    directory/state.json names the weights file (model and optimizer state, `save_weights`) and
+    holds the global step and the SeedGenerator state, which `save_weights` leaves out. The
+    weights go to a new state-<step>.weights.h5 (written to a temporary name, then renamed), then
+    state.json is replaced, and only then is the previous weights file removed: a kill at any
+    point leaves state.json naming a complete file. The data position is the global step: the
+    CLI feeds one deterministic stream of batches and skips the ones already trained on.
+    Like AtomicCheckpoint, nothing is saved from non-finite logs or weights.
+
+    Keras's BackupAndRestore is not used: it restarts an interrupted epoch from its first batch
+    (it records the batch but does not skip to it), does not save the SeedGenerator state and
+    overwrites its file in place.
+    """
+
+    STATE = "state.json"
+
+    def __init__(self, directory, every_n_steps=100, print_fn=print):
+        super().__init__()
+        self.directory = os.fspath(directory)
+        self.every_n_steps = int(every_n_steps)
+        self.print_fn = print_fn
+        self.saved_step = None
+
+    @property
+    def state_path(self):
+        return os.path.join(self.directory, self.STATE)
+
+    @classmethod
+    def read(cls, directory):
+        """The saved state dict (with "weights_path"), or None if there is none."""
+        path = os.path.join(os.fspath(directory), cls.STATE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        state["weights_path"] = os.path.join(os.fspath(directory), state["weights"])
+        return state
+
+    @staticmethod
+    def restore(model, state):
+        """Loads a state from `read` into a compiled model (weights, optimizer, seed generator)."""
+        if not model.optimizer.built:  # load_weights needs the optimizer's slots to exist
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(state["weights_path"])
+        model.seed_generator.state.assign(np.asarray(state["seed_generator"], np.int64))
+
+    def _write_weights(self, path):
+        self.model.save_weights(path)
+
+    def save(self, logs=None):
+        step = _step(self.model)
+        if step is None or step == self.saved_step:
+            return
+        values = {k: _to_float(v) for k, v in (logs or {}).items()}
+        if any(v is not None and not math.isfinite(v) for v in values.values()) or not all_finite(self.model):
+            return
+        previous = self.read(self.directory) if os.path.exists(self.state_path) else None
+        name = f"state-{step}.weights.h5"
+        _replace_with(os.path.join(self.directory, name), self._write_weights, suffix=".weights.h5")
+        write_json_atomic(self.state_path, {
+            "step": step, "weights": name, "time": time.time(),
+            "seed_generator": _numpy(self.model.seed_generator.state).tolist()})
+        if previous is not None and previous["weights"] != name and os.path.exists(previous["weights_path"]):
+            os.remove(previous["weights_path"])
+        self.saved_step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _step(self.model)
+        last = self.saved_step or 0
+        if self.every_n_steps > 0 and step - last >= self.every_n_steps:
+            self.save(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(logs)
 
 
 # ---------------------------------------------------------------------------- latent diagnostics

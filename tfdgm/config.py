@@ -58,6 +58,9 @@ def base_config(model_name="vae", num_samples=1):
     config.training.steps_per_execution = 10  # optimizer steps per compiled call
     config.training.max_steps_per_epoch = 0  # 0 = a full pass over the training set
     config.training.checkpoint_every_n_epochs = 1
+    # Training state (weights, optimizer, seeds, data position) for resuming mid-epoch after a
+    # kill; 0 = at epoch ends only. Saves land on whole executions of steps_per_execution steps.
+    config.training.checkpoint_every_n_steps = 100
     config.training.image_every_n_epochs = 1
 
     config.eval = ml_collections.ConfigDict()
@@ -84,6 +87,7 @@ def validate(config):
         "training.learning_rate": config.training.learning_rate > 0,
         "training.steps_per_execution": config.training.steps_per_execution >= 1,
         "training.max_steps_per_epoch": config.training.max_steps_per_epoch >= 0,
+        "training.checkpoint_every_n_steps": config.training.checkpoint_every_n_steps >= 0,
         "eval.num_samples": config.eval.num_samples >= 1,
         "eval.num_examples": config.eval.num_examples >= 0,
         "eval.batch_size": config.eval.batch_size >= 1,
