@@ -3,7 +3,8 @@
 Usage:
   tfdgm train --config configs/iwae_k50_mlp_fashion_mnist.py --workdir runs/iwae \\
       [--config.training.epochs=10 ...]
-  tfdgm evaluate --workdir runs/iwae [--num_samples 5000] [--num_examples 10000]
+  tfdgm evaluate --workdir runs/iwae [--method iwae|ais|bdmc] [--num_samples 5000] [--num_examples 10000]
+      [--ais_steps 500 --num_chains 16 --leapfrog_steps 10 --schedule sigmoidal --ais_start prior]
   tfdgm sample --workdir runs/iwae [--num_samples 64] [--seed 0] [--output samples.png]
 
 A workdir holds config.json, checkpoints/last.keras (+ last.json), logs/ (TensorBoard),
@@ -33,6 +34,7 @@ from tfdgm import distribute
 from tfdgm import evaluation
 
 COMMANDS = ("train", "evaluate", "sample")
+EVAL_METHODS = ["iwae", "ais", "bdmc"]
 USAGE_EXIT_CODE = 2
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -50,6 +52,21 @@ _NUM_SAMPLES = flags.DEFINE_integer(
 _NUM_EXAMPLES = flags.DEFINE_integer(
     "num_examples", None, "evaluate: test images to use, 0 = all (default: config eval.num_examples).")
 _SEED = flags.DEFINE_integer("seed", 0, "evaluate / sample: random seed.")
+_METHOD = flags.DEFINE_enum(
+    "method", "iwae", EVAL_METHODS, "evaluate: iwae (IWAE-K bound), ais (AIS with HMC on test images) or "
+    "bdmc (forward/reverse AIS sandwich on --num_examples images simulated from the model).")
+_AIS_STEPS = flags.DEFINE_integer("ais_steps", evaluation.DEFAULT_AIS["num_steps"],
+                                  "evaluate ais|bdmc: intermediate distributions T.")
+_NUM_CHAINS = flags.DEFINE_integer("num_chains", evaluation.DEFAULT_AIS["num_chains"],
+                                   "evaluate ais|bdmc: AIS chains per example.")
+_LEAPFROG_STEPS = flags.DEFINE_integer("leapfrog_steps", evaluation.DEFAULT_AIS["leapfrog_steps"],
+                                       "evaluate ais|bdmc: leapfrog steps per HMC move.")
+_SCHEDULE = flags.DEFINE_enum("schedule", evaluation.DEFAULT_AIS["schedule"], ["linear", "geometric", "sigmoidal"],
+                              "evaluate ais|bdmc: annealing schedule of the inverse temperatures.")
+_AIS_START = flags.DEFINE_enum("ais_start", evaluation.DEFAULT_AIS["start"], ["prior", "encoder"],
+                               "evaluate ais|bdmc: start the chains at the prior (Wu et al.) or at q(z|x).")
+_DIAGNOSTICS = flags.DEFINE_boolean(
+    "diagnostics", True, "evaluate: also report active units, KL per dimension and mutual information.")
 _OUTPUT = flags.DEFINE_string("output", None, "sample: output PNG (default: WORKDIR/samples-seed<SEED>.png).")
 
 
@@ -312,20 +329,63 @@ def _train(config, workdir, outdir, strategy):
     return 0
 
 
-def evaluate(workdir, num_samples=None, num_examples=None, seed=0):
-    """IWAE NLL of workdir's model on the test split, merged into workdir/metrics.json."""
+def _evaluate_ais(model, config, method, num_examples, seed, ais):
+    """AIS NLL on test images, or the BDMC sandwich on simulated ones, as a metrics record."""
+    progress = sys.stdout.isatty()
+    start = time.perf_counter()
+    budget = f"T={ais['num_steps']}, {ais['num_chains']} chains, L={ais['leapfrog_steps']}, {ais['schedule']}, from {ais['start']}"
+    if method == "ais":
+        images = _test_images(config, num_examples, config.eval.batch_size)
+        _log(f"Evaluating the AIS NLL on {len(images)} test images ({budget})...")
+        result = evaluation.ais_log_likelihoods(model, images, seed=seed, verbose=progress, **ais).summary()
+        _log(f"Test NLL (AIS, {len(images)} images): {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats, "
+             f"acceptance {result['accept_prob']}")
+    else:
+        num_examples = num_examples or 100
+        _log(f"BDMC on {num_examples} images simulated from the model ({budget})...")
+        result = evaluation.bdmc(model, num_examples, seed=seed, verbose=progress, **ais).summary()
+        _log(f"BDMC: {result['lower']:.3f} <= log p(x) <= {result['upper']:.3f}, gap {result['gap']:.3f} "
+             f"+- {result['gap_stderr']:.3f} nats")
+    result.update(method=method, seed=int(seed), time_s=time.perf_counter() - start, **ais)
+    return result
+
+
+def evaluate(workdir, num_samples=None, num_examples=None, seed=0, method="iwae", ais=None, diagnostics=True):
+    """Evaluates workdir's model on the test split and merges the result into workdir/metrics.json.
+
+    method: "iwae" (top-level test_nll), "ais" (test_nll_ais) or "bdmc" (bdmc). Every evaluation is
+    also appended to metrics["evaluations"]; with diagnostics, latent_diagnostics is refreshed.
+    """
     config = _load_saved_config(workdir)
     model = _load_model(workdir)
     num_samples = config.eval.num_samples if num_samples is None else num_samples
     num_examples = config.eval.num_examples if num_examples is None else num_examples
     if num_samples < 1 or num_examples < 0:
         raise CLIError(f"--num_samples must be >= 1 and --num_examples >= 0, got {num_samples} and {num_examples}.")
-    result = _evaluate_nll(model, config, num_samples, num_examples, seed)
+    if method not in EVAL_METHODS:
+        raise CLIError(f"unknown --method {method!r}; choose one of {EVAL_METHODS}.")
+    ais = dict(evaluation.DEFAULT_AIS, **(ais or {}))
+    if min(ais["num_steps"], ais["num_chains"], ais["leapfrog_steps"]) < 1:
+        raise CLIError("--ais_steps, --num_chains and --leapfrog_steps must be >= 1.")
     metrics = _read_json(_paths(workdir)["metrics"], {})
-    # Keep every evaluation; the top-level test_nll is the latest one.
-    evaluations = metrics.get("evaluations", [])
-    evaluations.append(_evaluation_record(result))
-    _update_metrics(workdir, evaluations=evaluations, **result)
+    evaluations = metrics.get("evaluations", [])  # keep every evaluation; top-level keys hold the latest
+    if method == "iwae":
+        result = _evaluate_nll(model, config, num_samples, num_examples, seed)
+        evaluations.append(_evaluation_record(result))
+        updates = dict(result)
+    else:
+        result = _evaluate_ais(model, config, method, num_examples, seed, ais)
+        evaluations.append(result)
+        updates = ({"test_nll_ais": result["nll"], "test_nll_ais_stderr": result["nll_stderr"], "ais": result}
+                   if method == "ais" else {"bdmc": result})
+    if diagnostics:
+        images = _test_images(config, num_examples, config.eval.batch_size)
+        updates["latent_diagnostics"] = evaluation.latent_diagnostics(model, images, batch_size=config.eval.batch_size,
+                                                                      seed=seed)
+        d = updates["latent_diagnostics"]
+        _log(f"Latent diagnostics on {d['num_examples']} test images: {d['active_units']} of {model.latent_dim} "
+             f"units active, KL {d['kl']:.2f} nats, I_q(x; z) ~ {d['mutual_information']:.2f} nats.")
+    _update_metrics(workdir, evaluations=evaluations, **updates)
     _log(f"Merged into {_paths(workdir)['metrics']}.")
     return 0
 
@@ -369,7 +429,10 @@ def main(argv):
     if not os.path.isdir(workdir):
         raise CLIError(f"workdir {workdir!r} does not exist.")
     if command == "evaluate":
-        return evaluate(workdir, _NUM_SAMPLES.value, _NUM_EXAMPLES.value, _SEED.value)
+        ais = dict(num_steps=_AIS_STEPS.value, num_chains=_NUM_CHAINS.value, leapfrog_steps=_LEAPFROG_STEPS.value,
+                   schedule=_SCHEDULE.value, start=_AIS_START.value)
+        return evaluate(workdir, _NUM_SAMPLES.value, _NUM_EXAMPLES.value, _SEED.value, method=_METHOD.value, ais=ais,
+                        diagnostics=_DIAGNOSTICS.value)
     return sample(workdir, _NUM_SAMPLES.value, _SEED.value, _OUTPUT.value)
 
 
@@ -400,8 +463,19 @@ def _config_override_error(argv, error):
     return message
 
 
+def _dashes_to_underscores(arg):
+    """--num-examples=5 -> --num_examples=5, --no-diagnostics -> --nodiagnostics: absl knows only
+    underscores. Values stay as given."""
+    match = re.match(r"^(--?)([A-Za-z][A-Za-z0-9_-]*)(=.*)?$", arg)
+    if not match or match.group(2).startswith("config"):
+        return arg
+    name = re.sub(r"^no-", "no", match.group(2)).replace("-", "_")
+    return match.group(1) + name + (match.group(3) or "")
+
+
 def parse_flags(argv):
     """Parses flags like absl, but reports bad config overrides as one clear line."""
+    argv = [_dashes_to_underscores(arg) for arg in argv]
     saved_argv = sys.argv
     # config_flags looks for --config.* overrides in sys.argv, not in the argv it is given, so
     # run(argv) (and in-process callers) must expose their argv there while parsing.
