@@ -166,7 +166,7 @@ class AISRunner:
 
 def default_batch_size(model, num_chains, max_elements=2**22):
     """Examples per batch so the decoder's [C * B, *x] output stays under max_elements floats."""
-    return max(1, min(100, max_elements // (num_chains * math.prod(model.example_shape))))
+    return max(1, min(200, max_elements // (num_chains * math.prod(model.example_shape))))
 
 
 def ais_log_likelihoods(model, data, *, num_steps=DEFAULT_AIS["num_steps"], num_chains=DEFAULT_AIS["num_chains"],
