@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfdgm import distributions as dists
 from tfdgm import estimators, mcmc
-from tfdgm.evaluation.iwae import _batches
+from tfdgm.evaluation.common import batches, mean_and_stderr
 
 STARTS = ("prior", "encoder")
 
@@ -56,7 +56,7 @@ class AISResult:
 
     def nll(self):
         """(mean NLL, standard error over examples) in nats; the latter includes the chains' noise."""
-        return _mean_and_stderr(-self.log_px)
+        return mean_and_stderr(-self.log_px)
 
     def summary(self):
         """A JSON-serialisable digest (means over examples and transitions)."""
@@ -70,11 +70,6 @@ class AISResult:
             "final_step_size": float(self.step_size[-1]) if self.step_size.size else None,
             "collapsed_step_sizes": int(self.collapsed),
         }
-
-
-def _mean_and_stderr(values):
-    stderr = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return float(values.mean()), float(stderr)
 
 
 def result_from_traces(log_weights, accept_probs, step_sizes, sign=1.0, min_step_size=1e-4):
@@ -191,7 +186,7 @@ def ais_log_likelihoods(model, data, *, num_steps=DEFAULT_AIS["num_steps"], num_
     total = None if isinstance(data, tf.data.Dataset) else math.ceil(len(data) / batch_size)
     progress = keras.utils.Progbar(total, unit_name="batch") if verbose else None
     traces = []
-    for step, x in enumerate(_batches(data, batch_size)):
+    for step, x in enumerate(batches(data, batch_size)):
         trace = runner.forward(tf.convert_to_tensor(x, tf.float32), tf.constant([seed, step], tf.int32))
         traces.append(trace)
         if progress is not None:

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdgm.evaluation.common import mean_and_stderr
 from tfdgm.evaluation.ais import DEFAULT_AIS, AISResult, AISRunner, _warn_if_collapsed, default_batch_size, result_from_traces
 
 
@@ -30,17 +31,13 @@ class BDMCResult:
         return float(np.mean(self.upper.log_px - self.lower.log_px))
 
     def summary(self):
-        lower, lower_se = _mean_and_stderr(self.lower.log_px)
-        upper, upper_se = _mean_and_stderr(self.upper.log_px)
-        gap, gap_se = _mean_and_stderr(self.upper.log_px - self.lower.log_px)
+        lower, lower_se = mean_and_stderr(self.lower.log_px)
+        upper, upper_se = mean_and_stderr(self.upper.log_px)
+        gap, gap_se = mean_and_stderr(self.upper.log_px - self.lower.log_px)
         return {"lower": lower, "lower_stderr": lower_se, "upper": upper, "upper_stderr": upper_se,
                 "gap": gap, "gap_stderr": gap_se, "num_examples": int(len(self.data)),
                 "accept_prob": float(self.lower.accept_prob.mean()) if self.lower.accept_prob.size else None,
                 "collapsed_step_sizes": int(self.lower.collapsed)}
-
-
-def _mean_and_stderr(values):
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 def bdmc(model, num_examples=100, *, num_steps=DEFAULT_AIS["num_steps"], num_chains=DEFAULT_AIS["num_chains"],

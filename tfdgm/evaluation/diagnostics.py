@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm import distributions as dists
-from tfdgm.evaluation.iwae import _batches
+from tfdgm.evaluation.common import batches, mean_and_stderr
 
 __all__ = [
     "PosteriorStatistics",
@@ -55,7 +55,7 @@ def posterior_statistics(model, data, batch_size=100):
     """
     prior = model.prior().distribution  # the per-dimension Normal under the Independent wrapper
     locs, scales, kls = [], [], []
-    for x in _batches(data, batch_size):
+    for x in batches(data, batch_size):
         loc, scale = _posterior_params(model, x)
         kl = dists.diagonal_gaussian(loc, scale).distribution.kl_divergence(prior)
         locs.append(loc.numpy())
@@ -125,12 +125,6 @@ def _log_aggregate_posterior(z, loc, scale, max_elements):
     return tf.concat(out, axis=0) - math.log(num_posteriors)
 
 
-def _mean_and_stderr(values):
-    values = np.asarray(values, np.float64)
-    stderr = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return float(values.mean()), float(stderr)
-
-
 def _barber_agakov_bound(model, num_samples, batch_size, seed):
     """The lecture's lower bound H(z) + E_{p(z) p(x|z)}[log q(z|x)] <= I_p(x; z), with its stderr.
 
@@ -145,7 +139,7 @@ def _barber_agakov_bound(model, num_samples, batch_size, seed):
         p_x = dists.likelihood_distribution(model.likelihood, tf.cast(model.decoder(z), tf.float32), model.event_ndims)
         x = p_x.sample(seed=tf.constant([seed, 2 + step], tf.int32))
         terms.append(dists.diagonal_gaussian(*_posterior_params(model, x)).log_prob(z).numpy())
-    return _mean_and_stderr(float(prior.entropy()) + np.concatenate(terms))
+    return mean_and_stderr(float(prior.entropy()) + np.concatenate(terms))
 
 
 def mutual_information(model, data, num_samples=1, num_prior_samples=1000, batch_size=100, seed=0,
@@ -177,8 +171,8 @@ def mutual_information(model, data, num_samples=1, num_prior_samples=1000, batch
     log_p_z = tf.reshape(tf.cast(model.prior().log_prob(tf.cast(z, tf.float32)), tf.float64),
                          [num_samples, num_examples])
     # Average the S draws of each example first: the stderr is then over independent examples.
-    mi, mi_stderr = _mean_and_stderr(tf.reduce_mean(log_q_z_x - log_q_z, axis=0))
-    kl_agg, kl_agg_stderr = _mean_and_stderr(tf.reduce_mean(log_q_z - log_p_z, axis=0))
+    mi, mi_stderr = mean_and_stderr(tf.reduce_mean(log_q_z_x - log_q_z, axis=0))
+    kl_agg, kl_agg_stderr = mean_and_stderr(tf.reduce_mean(log_q_z - log_p_z, axis=0))
     result = {
         "mutual_information": mi,
         "mutual_information_stderr": mi_stderr,

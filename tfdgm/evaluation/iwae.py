@@ -5,16 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-
-
-def _batches(data, batch_size):
-    if isinstance(data, tf.data.Dataset):
-        for batch in data:
-            yield batch[0] if isinstance(batch, (tuple, list)) else batch
-    else:
-        data = np.asarray(data, np.float32)
-        for start in range(0, len(data), batch_size):
-            yield data[start : start + batch_size]
+from tfdgm.evaluation.common import batches, mean_and_stderr
 
 
 def iwae_log_likelihoods(model, data, num_samples=5000, chunk_size=None, batch_size=100, seed=0,
@@ -37,7 +28,7 @@ def iwae_log_likelihoods(model, data, num_samples=5000, chunk_size=None, batch_s
     results = []
     total = None if isinstance(data, tf.data.Dataset) else math.ceil(len(data) / batch_size)
     progress = keras.utils.Progbar(total, unit_name="batch") if verbose else None
-    for step, x in enumerate(_batches(data, batch_size)):
+    for step, x in enumerate(batches(data, batch_size)):
         x = tf.convert_to_tensor(x, tf.float32)
         size = int(x.shape[0])
         chunk = chunk_size or max(1, min(num_samples, max_elements // max(1, size * example_size)))
@@ -61,7 +52,4 @@ def iwae_nll(model, data, num_samples=5000, **kwargs):
     The standard error is over examples (std / sqrt(N)); the estimate is an upper bound on the
     true NLL in expectation, tightening as num_samples grows.
     """
-    log_px = iwae_log_likelihoods(model, data, num_samples=num_samples, **kwargs)
-    nll = -log_px
-    stderr = nll.std(ddof=1) / math.sqrt(len(nll)) if len(nll) > 1 else float("nan")
-    return float(nll.mean()), float(stderr)
+    return mean_and_stderr(-iwae_log_likelihoods(model, data, num_samples=num_samples, **kwargs))
