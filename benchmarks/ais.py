@@ -85,7 +85,6 @@ def throughput(args):
 
 def quality(args):
     import keras
-    import tfdgm  # noqa: F401  (registers the model classes for loading)
     from tfdgm import evaluation
 
     model = keras.models.load_model(args.model_path, compile=False)

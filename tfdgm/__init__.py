@@ -3,7 +3,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from tfdgm import data, distributions, estimators, evaluation, models, nets  # noqa: E402
+from tfdgm import callbacks, data, distributions, estimators, evaluation, mcmc, models, nets  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["data", "distributions", "estimators", "evaluation", "models", "nets"]
+__all__ = ["callbacks", "data", "distributions", "estimators", "evaluation", "mcmc", "models", "nets"]
