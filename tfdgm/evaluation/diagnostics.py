@@ -131,13 +131,9 @@ def _barber_agakov_bound(model, num_samples, batch_size, seed):
     Ancestral samples z ~ p(z), x ~ p(x|z) (the model's joint, not q's), scored by the encoder.
     """
     prior = model.prior()
-    zeros = tf.zeros([model.latent_dim])
-    z_all = dists.gaussian_sample(zeros, tf.ones_like(zeros), num_samples, tf.constant([seed, 1], tf.int64))
     terms = []
     for step, start in enumerate(range(0, num_samples, batch_size)):
-        z = z_all[start : start + batch_size]
-        p_x = dists.likelihood_distribution(model.likelihood, tf.cast(model.decoder(z), tf.float32), model.event_ndims)
-        x = p_x.sample(seed=tf.constant([seed, 2 + step], tf.int32))
+        z, x = model.sample_joint(min(batch_size, num_samples - start), seed=tf.constant([seed, 2 + step]))
         terms.append(dists.diagonal_gaussian(*_posterior_params(model, x)).log_prob(z).numpy())
     return mean_and_stderr(float(prior.entropy()) + np.concatenate(terms))
 
