@@ -30,6 +30,7 @@ CONFIGS = {
     "iwae_k50_mlp_fashion_mnist": ("iwae", 50, "iwae"),
     "dreg_k5_mlp_fashion_mnist": ("iwae_dreg", 5, "dreg"),
     "dreg_k50_mlp_fashion_mnist": ("iwae_dreg", 50, "dreg"),
+    **{f"ais_t{t}_k{k}_mlp_fashion_mnist": ("ais_vae", k, None) for t in (5, 11) for k in (1, 5, 50)},
 }
 FAST = ["--config.training.epochs=1", "--config.training.max_steps_per_epoch=3",
         "--config.eval.num_samples=10", "--config.eval.num_examples=200"]

@@ -16,6 +16,10 @@ MODEL_EXTRAS = {
     "vae": {"beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0},
     "iwae": {"gradient_estimator": "iwae"},
     "iwae_dreg": {"gradient_estimator": "dreg"},
+    # AIS training (Ding & Freedman): T temperatures, L leapfrog steps; schedule "linear" (the
+    # paper's), "geometric", "sigmoidal" or "mh_hmc" (betas 0, 1, ..., 1: Hoffman's MH-HMC).
+    "ais_vae": {"num_temperatures": 5, "leapfrog_steps": 5, "schedule": "linear", "final_move": True,
+                "initial_step_size": 0.05, "target_accept_prob": 0.65, "step_size_factor": 1.02},
 }
 
 # config.model fields that are not constructor arguments.

@@ -31,6 +31,8 @@ def training_betas(schedule, num_temperatures, final_move):
     `mcmc.ais` makes T increments and T - 1 moves for T + 1 betas. Algorithm 1's optional last
     move z^T = HMC(z^{T-1}, beta_T) is a repeated beta_T = 1: its weight increment is zero.
     """
+    if isinstance(schedule, str) and schedule == "mh_hmc":  # Hoffman (2017): 0, 1, ..., 1
+        schedule = [0.0] + [1.0] * int(num_temperatures)
     betas = mcmc.annealing_schedule(schedule, num_temperatures)
     if final_move:
         betas = np.append(betas, 1.0)
@@ -120,7 +122,8 @@ class AISVAE(LatentVariableModel):
       num_samples: K chains per example.
       num_temperatures: T, the weight increments (betas 0 = beta_0 < ... < beta_T = 1).
       leapfrog_steps: L per HMC move.
-      schedule: "linear" (the paper's), "geometric", "sigmoidal" or an explicit list of T + 1 betas.
+      schedule: "linear" (the paper's), "geometric", "sigmoidal", "mh_hmc" (betas 0, 1, ..., 1) or an
+        explicit list of T + 1 betas.
       final_move: make Algorithm 1's optional last move at beta_T (so T moves in all, the paper's
         cost L x K x T); without it there are T - 1.
       initial_step_size, target_accept_prob, step_size_factor, min_step_size, max_step_size:
