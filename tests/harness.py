@@ -35,9 +35,15 @@ def fixed_replica_noise(table_size=1 << 16, seed=0):
     """
     import tensorflow as tf
 
-    table = tf.constant(np.random.default_rng(seed).normal(size=(table_size,)), tf.float32)
+    # numpy, made a constant inside each traced call: creating a tensor here would start
+    # TensorFlow's runtime, after which MultiWorkerMirroredStrategy can no longer be set up.
+    values = np.random.default_rng(seed).normal(size=(table_size,)).astype(np.float32)
 
     def gaussian_sample(loc, scale, num_samples, seed):
+        table = tf.constant(values)
+        if loc.shape.rank == 1:  # model.sample: z ~ p(z), no batch
+            shape = tf.stack([num_samples, tf.shape(loc)[0]])
+            return loc + scale * tf.cast(tf.reshape(table[: tf.reduce_prod(shape)], shape), loc.dtype)
         local = tf.shape(loc)[0]
         offset, total = 0, local
         ctx = tf.distribute.get_replica_context()

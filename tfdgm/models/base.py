@@ -286,7 +286,13 @@ class LatentVariableModel(keras.Model):
         # examples, which Keras sums across replicas, so uneven replica batches average right.
         for name, tracker in self.trackers.items():
             tracker.update_state(metrics[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        strategy = tf.distribute.get_strategy()
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
+            # Keras 3.15 reduces multi-worker step logs with strategy.reduce(MEAN, v, axis=0),
+            # which fails on scalars ("Invalid reduction dimension 0"): give them that axis.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     def _unpack(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
