@@ -101,8 +101,9 @@ def test_train_writes_every_artefact(workdir):
     assert metrics["eval"]["num_samples"] == 10 and metrics["eval"]["num_examples"] == 200
     assert metrics["steps"] == 3 and metrics["epochs_completed"] == 1
     assert [r["epoch"] for r in metrics["history"]] == [1]
-    for key in ("loss", "elbo", "kl", "recon", "iwae_bound", "ess"):
+    for key in ("loss", "elbo", "kl", "recon", "iwae_bound", "ess", "latent_active_units", "latent_mutual_information"):
         assert math.isfinite(metrics["train"][key]), key
+    assert metrics["latent_diagnostics"]["num_examples"] == 200 and len(metrics["latent_diagnostics"]["kl_per_dim"]) == 50
     assert metrics["wall_time_s"] >= metrics["train_time_s"] > 0
 
     model = keras.models.load_model(os.path.join(workdir, "model.keras"), compile=False)

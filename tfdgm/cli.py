@@ -285,9 +285,12 @@ def _train(config, workdir, outdir, strategy):
         checkpoint,
         state,
         images,
-        json_history,
-        keras.callbacks.TensorBoard(paths["logs"], write_graph=False),
     ]
+    if config.eval.diagnostics_every_n_epochs:
+        # Before the loggers, so latent_active_units etc. reach metrics.json and TensorBoard.
+        callbacks.append(cbs.LatentDiagnostics(test_images, every_n_epochs=config.eval.diagnostics_every_n_epochs,
+                                               num_examples=1000, print_fn=_log, seed=config.eval.seed))
+    callbacks += [json_history, keras.callbacks.TensorBoard(paths["logs"], write_graph=False)]
     # Keras epochs cannot start mid-way, so a run resumed mid-epoch first finishes that epoch
     # in a fit of its own (its logged metrics then cover only the rest of the epoch).
     fits = [(initial_epoch, initial_epoch + 1, steps_per_epoch - step_in_epoch)] if step_in_epoch else []
@@ -320,6 +323,9 @@ def _train(config, workdir, outdir, strategy):
         images.write(model)  # e.g. resumed past the last epoch: fit never ran
     if json_history.history:
         summary["train"] = {k: v for k, v in json_history.history[-1].items() if k not in ("epoch", "epoch_time_s")}
+    diagnostics = [c for c in callbacks if isinstance(c, cbs.LatentDiagnostics)]
+    if diagnostics and diagnostics[0].results:
+        summary["latent_diagnostics"] = diagnostics[0].results[-1][1]
     if outdir == workdir:  # the test NLL is local work, so only the chief computes it
         result = _evaluate_nll(model, config, config.eval.num_samples, config.eval.num_examples, config.eval.seed)
         summary.update(result, evaluations=[_evaluation_record(result)])

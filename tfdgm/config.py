@@ -73,6 +73,9 @@ def base_config(model_name="vae", num_samples=1):
     config.eval.batch_size = 100
     config.eval.num_image_samples = 64
     config.eval.seed = 0
+    # Active units, KL per dimension and mutual information on 1,000 test images every n epochs
+    # (0 = never): posterior collapse shows up in the training history.
+    config.eval.diagnostics_every_n_epochs = 1
 
     config.lock()
     return config
@@ -95,6 +98,7 @@ def validate(config):
         "eval.num_samples": config.eval.num_samples >= 1,
         "eval.num_examples": config.eval.num_examples >= 0,
         "eval.batch_size": config.eval.batch_size >= 1,
+        "eval.diagnostics_every_n_epochs": config.eval.diagnostics_every_n_epochs >= 0,
         "data.batch_size": config.data.batch_size >= 1,
     }
     for path, ok in checks.items():
