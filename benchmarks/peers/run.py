@@ -188,6 +188,9 @@ def summarize(cfgs, runs, trained, evals, args):
                "examples_per_s_max": max(rates) if rates else None,
                "repeat_medians": [common.median(r["examples_per_s"]) for r in mine],
                "cores_busy_median": common.median([c for r in mine for c in r["cores_busy"]]),
+               # examples per CPU-second of the process: robust to how much of the shared CPU it got
+               "examples_per_cpu_s_median": common.median([e / c for r in mine
+                                                           for e, c in zip(r["examples_per_s"], r["cores_busy"]) if c]),
                "peak_rss_mb_median": common.median([r["peak_rss_mb"] for r in mine]),
                "load_avg_median": common.median([r["load_avg_1min_before"] for r in mine])}
         tr = next((t for t in trained if t["peer"] == peer and t["k"] == k and "error" not in t), None)
@@ -202,6 +205,7 @@ def summarize(cfgs, runs, trained, evals, args):
         ref = next((r for r in rows if r["peer"] == "tfdgm" and r["k"] == row["k"]), None)
         if ref and ref["examples_per_s_median"] and row["examples_per_s_median"]:
             row["tfdgm_speedup"] = ref["examples_per_s_median"] / row["examples_per_s_median"]
+            row["tfdgm_speedup_per_cpu_s"] = ref["examples_per_cpu_s_median"] / row["examples_per_cpu_s_median"]
         ev = next((e for e in evals if e["peer"] == row["peer"] and e["k"] == row["k"]), None)
         ev_ref = next((e for e in evals if e["peer"] == "tfdgm" and e["k"] == row["k"]), None)
         if ev and ev_ref and row["peer"] != "tfdgm":
@@ -216,6 +220,7 @@ def summarize(cfgs, runs, trained, evals, args):
         if not ref or not peers or not ref["examples_per_s_median"]:
             continue
         best = max(peers, key=lambda r: r["examples_per_s_median"])
+        best_cpu = max(peers, key=lambda r: r["examples_per_cpu_s_median"])
         nll_rows = [r for r in peers if "nll_minus_tfdgm" in r]
         # tfdgm is "equal or better" than a peer unless it is worse by more than one paired s.e.
         worse = [r["peer"] for r in nll_rows if -r["nll_minus_tfdgm"] > r["nll_minus_tfdgm_se"]]
@@ -223,6 +228,8 @@ def summarize(cfgs, runs, trained, evals, args):
                          "best_peer_examples_per_s": best["examples_per_s_median"],
                          "ratio": ref["examples_per_s_median"] / best["examples_per_s_median"],
                          "speed_target_met": ref["examples_per_s_median"] >= 1.5 * best["examples_per_s_median"],
+                         "best_peer_per_cpu_s": best_cpu["peer"],
+                         "ratio_per_cpu_s": ref["examples_per_cpu_s_median"] / best_cpu["examples_per_cpu_s_median"],
                          "nll_target_met": (not worse) if nll_rows else None, "tfdgm_worse_nll_than": worse})
     return rows, headline
 
@@ -254,28 +261,33 @@ def render_markdown(result):
         "",
         common.markdown_table(
             ["K", "tfdgm examples/s", "best peer", "its examples/s", "tfdgm ÷ best peer", "≥ 1.5×?",
-             "tfdgm NLL ≤ every peer's (± paired s.e.)?"],
+             "per CPU-second: tfdgm ÷ best peer", "tfdgm NLL ≤ every peer's (± paired s.e.)?"],
             [[h["k"], _fmt(h["tfdgm_examples_per_s"], ",.0f"), PEER_NAMES[h["best_peer"]],
               _fmt(h["best_peer_examples_per_s"], ",.0f"), f"**{h['ratio']:.2f}×**",
               "yes" if h["speed_target_met"] else "**no**",
+              f"{h['ratio_per_cpu_s']:.2f}× ({PEER_NAMES[h['best_peer_per_cpu_s']]})",
               "n/a" if h["nll_target_met"] is None else ("yes" if h["nll_target_met"] else
                                                          "**no** (" + ", ".join(h["tfdgm_worse_nll_than"]) + ")")]
              for h in headline]),
         "",
         common.markdown_table(
-            ["peer", "K", "examples/s (median)", "min–max", "tfdgm ÷ peer", "peak RSS MB", "cores busy",
+            ["peer", "K", "examples/s (median)", "min–max", "tfdgm ÷ peer", "cores busy", "examples per CPU-s",
+             "tfdgm ÷ peer per CPU-s", "peak RSS MB",
              f"train {s['train_steps']} steps (s)", f"test NLL, IWAE-{s['eval_k']} ± s.e.",
              "NLL − tfdgm's (paired s.e.)"],
             [[PEER_NAMES[r["peer"]], r["k"], _fmt(r["examples_per_s_median"], ",.0f"),
               f"{_fmt(r['examples_per_s_min'], ',.0f')}–{_fmt(r['examples_per_s_max'], ',.0f')}",
-              _fmt(r.get("tfdgm_speedup"), ".2f"), _fmt(r["peak_rss_mb_median"], ".0f"),
-              _fmt(r["cores_busy_median"], ".2f"), _fmt(r.get("train_wall_s"), ".0f", "—"),
+              _fmt(r.get("tfdgm_speedup"), ".2f"), _fmt(r["cores_busy_median"], ".2f"),
+              _fmt(r["examples_per_cpu_s_median"], ",.0f"), _fmt(r.get("tfdgm_speedup_per_cpu_s"), ".2f"),
+              _fmt(r["peak_rss_mb_median"], ".0f"), _fmt(r.get("train_wall_s"), ".0f", "—"),
               f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f}" if "test_nll" in r else "—",
               f"{r['nll_minus_tfdgm']:+.2f} ({r['nll_minus_tfdgm_se']:.2f})" if "nll_minus_tfdgm" in r else "—"]
              for r in sorted(rows, key=lambda r: (r["k"], list(PEER_NAMES).index(r["peer"])))]),
         "",
         "Peers: " + "; ".join(f"**{PEER_NAMES[p]}**: {MODEL_NAMES[p]}" for p in dict.fromkeys(r["peer"] for r in rows))
-        + ". NLL − tfdgm's > 0 means tfdgm's model is better. Conversion of trained weights into tfdgm's model "
+        + ". Cores busy = process CPU-seconds per wall-second in the timed windows (2 = both cores); "
+        "examples per CPU-second divides that out, which matters when the CPU is shared. "
+        "NLL − tfdgm's > 0 means tfdgm's model is better. Conversion of trained weights into tfdgm's model "
         f"reproduces each peer's encoder/decoder outputs to within "
         f"{_fmt(max((r.get('conversion_max_abs_diff') or 0) for r in rows), '.1e')}.",
     ]
@@ -333,6 +345,27 @@ def update_benchmarks_md(markdown, path):
     print(f"# updated {path}")
 
 
+def rerender(args):
+    with open(args.rerender) as f:
+        result = json.load(f)
+    saved = argparse.Namespace(**result["settings"])
+    saved.steps = {int(k): v for k, v in saved.steps.items()}
+    result["settings"]["steps"] = saved.steps
+    cfgs = list(dict.fromkeys((r["peer"], r["k"]) for r in result["summary"]))
+    result["summary"], result["headline"] = summarize(cfgs, result["runs"], result["trained"],
+                                                      result["evaluations"], saved)
+    common.write_json(args.rerender, result)
+    markdown = render_markdown(result)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown + "\n")
+    if args.plot and result["runs"]:
+        plot(result, args.plot)
+    if args.update_benchmarks_md:
+        update_benchmarks_md(markdown, os.path.join(common.ROOT, "BENCHMARKS.md"))
+    print(markdown)
+
+
 # ----------------------------------------------------------------------------------- main
 def parse_steps(text, ks):
     """'1:300,5:200,50:100' or '200' -> {K: steps}."""
@@ -372,7 +405,11 @@ def main():
     parser.add_argument("--plot", default=os.path.join(BENCH, "results", "peers.png"))
     parser.add_argument("--update_benchmarks_md", action="store_true",
                         help="rewrite the generated block of BENCHMARKS.md")
+    parser.add_argument("--rerender", default=None,
+                        help="measure nothing: re-summarise this JSON of an earlier run (Markdown, plot, BENCHMARKS.md)")
     args = parser.parse_args()
+    if args.rerender:
+        return rerender(args)
     args.peers = common.csv_list(args.peers)
     args.ks = common.csv_list(args.ks, int)
     args.graph_ks = common.csv_list(args.graph_ks, int)
