@@ -190,3 +190,14 @@ def test_sample_joint_draws_binary_images_and_bdmc_runs_on_a_real_model():
     np.testing.assert_array_equal(x, model.sample_joint(5, seed=3)[1])
     result = evaluation.bdmc(model, 5, num_steps=20, num_chains=2, leapfrog_steps=2, verbose=False)
     assert np.all(np.isfinite(result.lower.log_px)) and np.all(np.isfinite(result.upper.log_px))
+
+
+def test_eager_and_graph_ais_give_the_same_numbers(linear_gaussian):
+    model, x = linear_gaussian
+    x = tf.constant(x[:6])
+    z0 = initial_state(model, x, "prior", 3, tf.constant([2, 3]))
+    run = lambda: mcmc.ais(annealed_log_prob_fn(model, x, "prior"), z0, mcmc.annealing_schedule("linear", 8),  # noqa: E731
+                           seed=[5, 5], num_leapfrog_steps=3)
+    eager, graph = run(), tf.function(run)()
+    for a, b in zip(eager, graph):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
