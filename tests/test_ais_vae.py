@@ -5,6 +5,8 @@ every other model; this file checks what is particular to it.
 """
 import importlib.util
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -165,20 +167,16 @@ def test_decoder_and_encoder_have_their_own_optimizers(tmp_path):
     assert not np.allclose(loaded.step_sizes, 0.05)
 
 
-@pytest.fixture(scope="module")
-def mirrored():
+def _mirrored_check():
+    """Run in a fresh process by `test_mirrored_training` (see there)."""
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     from tfdgm import distribute
-
-    return distribute.make_strategy("mirrored")
-
-
-def test_mirrored_training(mirrored, monkeypatch):
-    """Without HMC moves (whose momenta each replica draws itself), 2 replicas train exactly like one
-    device: both optimizers and the metrics see the global batch. With moves, the step sizes stay
-    the same on every replica (they adapt to the all-reduced acceptance)."""
     from tests.test_distribute import ATOL, RTOL, _train
 
-    monkeypatch.setattr(dists, "gaussian_sample", fixed_replica_noise())
+    mirrored = distribute.make_strategy("mirrored")
+    assert mirrored.num_replicas_in_sync == 2
+    dists.gaussian_sample = fixed_replica_noise()
     no_moves = dict(num_temperatures=1, final_move=False)
     single, single_history = _train("ais_vae", **no_moves)
     replicated, replicated_history = _train("ais_vae", mirrored, **no_moves)
@@ -190,6 +188,21 @@ def test_mirrored_training(mirrored, monkeypatch):
     per_replica = [v.numpy() for v in mirrored.experimental_local_results(replicated.step_sizes.value)]
     np.testing.assert_array_equal(per_replica[0], per_replica[1])
     assert not np.allclose(per_replica[0], 0.05) and np.all(np.isfinite(history["loss"]))
+    print("MIRRORED OK")
+
+
+def test_mirrored_training():
+    """Without HMC moves (whose momenta each replica draws itself), 2 replicas train exactly like one
+    device: both optimizers and the metrics see the global batch. With moves, the step sizes stay
+    the same on every replica (they adapt to the all-reduced acceptance).
+
+    In a fresh process: a second MirroredStrategy in the pytest process (test_distribute.py makes
+    one) reuses its collective instance keys, and TF 2.21 then aborts every later collective with
+    a shape mismatch."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", "from tests.test_ais_vae import _mirrored_check; _mirrored_check()"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "MIRRORED OK" in result.stdout, result.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------- Algorithm 2, Figure 1
