@@ -135,12 +135,18 @@ def test_from_array_batching_repeat_and_drop_remainder():
     dropped = data.from_array(x, batch_size=100, drop_remainder=True)
     assert dropped.element_spec.shape.as_list() == [100, 4, 4, 1]
     assert int(dropped.cardinality()) == 2
-    # repeat=True continues with the same epochs a re-iterated dataset would give.
+    # repeat=True: one endless stream of epochs, each a fresh permutation (and binarisation),
+    # the same for the same seed wherever the pipeline is built (tf.distribute rebuilds it).
     rep = batches(data.from_array(x, batch_size=100, seed=5, repeat=True), 6)
-    fresh = data.from_array(x, batch_size=100, seed=5)  # `ds` already used its first epoch
-    expected = batches(fresh) + batches(fresh)
-    for r, e in zip(rep, expected):
-        np.testing.assert_array_equal(r, e)
+    again = batches(data.from_array(x, batch_size=100, seed=5, repeat=True), 6)
+    for r, a in zip(rep, again):
+        np.testing.assert_array_equal(r, a)
+    assert [len(b) for b in rep] == [100, 100, 50] * 2
+    plain = batches(data.from_array(x, binarize="none", likelihood="gaussian", seed=5, repeat=True), 6)
+    first, second = np.concatenate(plain[:3]), np.concatenate(plain[3:])
+    for epoch in (first, second):
+        np.testing.assert_array_equal(np.sort(epoch.reshape(250, -1), axis=0), np.sort(x.reshape(250, -1), axis=0))
+    assert not np.array_equal(first, second)
     unshuffled = data.from_array(x, binarize="none", likelihood="gaussian", shuffle=False)
     np.testing.assert_array_equal(np.concatenate(batches(unshuffled)), x)
 

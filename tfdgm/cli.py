@@ -300,7 +300,9 @@ def _train(config, workdir, outdir, strategy):
     for first, last, steps in fits:
         if first >= last or nan_guard.triggered:
             continue
-        model.fit(train_data(int(model.optimizer.iterations.numpy())), epochs=last, initial_epoch=first,
+        skip = int(model.optimizer.iterations.numpy())
+        data = distribute.split_global_batches(strategy, lambda: train_data(skip))
+        model.fit(data, epochs=last, initial_epoch=first,
                   steps_per_epoch=steps, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
                   shuffle=False)  # the dataset shuffles itself; this silences a Keras warning
     train_time = time.perf_counter() - start

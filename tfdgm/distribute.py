@@ -65,3 +65,34 @@ def is_chief(strategy=None):
     if task_type is None:
         return True
     return task_type == "chief" or (task_type == "worker" and int(task_id) == 0 and not has_chief)
+
+
+def split_global_batches(strategy, make_dataset):
+    """A dataset of global batches, distributed so replica g gets slice g of every batch.
+
+    tf.data's auto-sharding decides for itself which examples each worker reads (for a dataset
+    not made of files it shards elements before the global batch is formed), so a multi-worker
+    run trains on other batches than a one-process run with the same seed. Here every input
+    pipeline builds the same stream of global batches (`make_dataset()`) and keeps only its
+    replicas' contiguous slices, split as MirroredStrategy splits a batch in one process
+    (sizes differ by at most one when the batch does not divide evenly). So 1, N local and N
+    remote replicas see the same examples at every step.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return make_dataset()
+
+    def dataset_fn(context):
+        replicas = context.num_replicas_in_sync
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+
+        def replica_slices(batch):
+            size = tf.shape(batch, out_type=tf.int64)[0]
+            return tf.data.Dataset.range(first, first + local).map(
+                lambda g: batch[g * size // replicas : (g + 1) * size // replicas])
+
+        return make_dataset().with_options(options).flat_map(replica_slices)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)

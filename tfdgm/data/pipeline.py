@@ -1,10 +1,11 @@
 """tf.data pipelines that yield image batches for unsupervised ``model.fit(ds)``.
 
 Design: the whole split lives in memory as one tensor (uint8 for 8-bit data).
-Each pass over the dataset draws one int64 "epoch seed" from
-``Dataset.random(seed, rerandomize_each_iteration=True)`` — a new one per epoch,
-but the same sequence for every dataset built with the same ``seed``. All
-randomness of that epoch (the permutation and the dynamic binarisation of
+Each epoch has one int64 "epoch seed": with repeat=True (one endless stream,
+what `tfdgm train` uses) epoch i's seed is a stateless function of (seed, i),
+the same wherever the pipeline is built; a finite dataset, which Keras iterates
+once per epoch, draws it from ``Dataset.random(seed, rerandomize_each_iteration=True)``.
+All randomness of that epoch (the permutation and the dynamic binarisation of
 every batch) is derived from it with stateless RNG ops, so runs are exactly
 reproducible and the per-example work is a single gather per batch.
 """
@@ -64,13 +65,24 @@ def _build(arr, divisor, *, binarize, batch_size, shuffle, seed, drop_remainder,
             x = tf.ensure_shape(x, (batch_size,) + tuple(arr.shape[1:]))
         return x
 
-    ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    ds = ds.flat_map(epoch)
-    ds = ds.map(load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    # flat_map hides the length; restore it so Keras can show steps per epoch.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
     if repeat:
-        ds = ds.repeat()
+        # One endless stream: epoch i's seed is a stateless function of (seed, i). Unlike
+        # Dataset.random it does not depend on the graph the pipeline is built or rebuilt in,
+        # so tf.distribute workers, which re-create the pipeline, draw the same epochs.
+        def epoch_seed(i):
+            return tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), i]),
+                                               minval=None, maxval=None, dtype=tf.int64)
+
+        ds = tf.data.Dataset.range(2**62).map(epoch_seed).flat_map(epoch)
+        ds = ds.map(load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+    else:
+        # Iterated once per Keras epoch: rerandomize_each_iteration gives each pass a new seed.
+        ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        ds = ds.flat_map(epoch)
+        ds = ds.map(load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # flat_map hides the length; restore it so Keras can show steps per epoch.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
     if prefetch:
         ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds
