@@ -48,8 +48,15 @@ def _train(name, strategy=None, epochs=2, **model_kwargs):
     return model, history
 
 
-@pytest.mark.parametrize("name, kwargs", [(n, {}) for n in ALL_MODELS] + [("vae", {"free_bits": 0.3})],
-                         ids=ALL_MODELS + ["vae-free_bits"])
+# Models whose training draws noise inside TFP's MCMC kernels cannot get replica-independent
+# noise (the per-replica offset would need a cross-replica gather inside the kernel's loop), so
+# they are compared in their special case without MCMC moves. tests/test_ais_vae.py checks the
+# replicas' step sizes stay in sync with moves.
+WITHOUT_MCMC = {"ais_vae": {"num_temperatures": 1, "final_move": False}}
+
+
+@pytest.mark.parametrize("name, kwargs", [(n, WITHOUT_MCMC.get(n, {})) for n in ALL_MODELS]
+                         + [("vae", {"free_bits": 0.3})], ids=ALL_MODELS + ["vae-free_bits"])
 def test_mirrored_training_matches_one_device(name, kwargs, mirrored, monkeypatch):
     monkeypatch.setattr(dists, "gaussian_sample", fixed_replica_noise())
     single, single_history = _train(name, **kwargs)

@@ -44,6 +44,21 @@ def test_xla_and_graph_mode_train_identically(name, monkeypatch):
         return loc + scale * tf.reshape(table[: tf.reduce_prod(shape)], shape)
 
     monkeypatch.setattr(dists, "gaussian_sample", fixed_noise)
+    # TFP's samplers too (HMC momenta and Metropolis draws, in models that run MCMC).
+    from tensorflow_probability.python.internal import samplers
+
+    def table_draws(shape, offset):
+        return tf.reshape(tf.roll(table, offset, axis=0)[: tf.reduce_prod(shape)], shape)
+
+    def fixed_normal(shape, mean=0.0, stddev=1.0, dtype=tf.float32, seed=None, name=None):
+        return tf.cast(mean + stddev * table_draws(shape, 1), dtype)
+
+    def fixed_uniform(shape, minval=0.0, maxval=None, dtype=tf.float32, seed=None, name=None):
+        u = 0.5 * tf.math.erfc(-table_draws(shape, 2) / np.sqrt(2.0))
+        return tf.cast(minval + ((1.0 if maxval is None else maxval) - minval) * u, dtype)
+
+    monkeypatch.setattr(samplers, "normal", fixed_normal)
+    monkeypatch.setattr(samplers, "uniform", fixed_uniform)
     x = binary_images(16)
     results = []
     for jit in (True, False):
