@@ -32,6 +32,7 @@ CONFIGS = {
     "dreg_k50_mlp_fashion_mnist": ("iwae_dreg", 50, "dreg"),
     **{f"ais_t{t}_k{k}_mlp_fashion_mnist": ("ais_vae", k, None) for t in (5, 11) for k in (1, 5, 50)},
 }
+GRAPH_MODE_CONFIGS = ("iwae_k50_mlp_fashion_mnist",)
 FAST = ["--config.training.epochs=1", "--config.training.max_steps_per_epoch=3",
         "--config.eval.num_samples=10", "--config.eval.num_examples=200"]
 
@@ -210,7 +211,8 @@ def test_config_file_loads_and_builds_its_model(name):
     model_name, num_samples, estimator = CONFIGS[name]
     config = _load_config_file(name)
     assert config.model.name == model_name and config.model.num_samples == num_samples
-    assert config.data.name == "fashion_mnist" and config.training.jit_compile is True
+    # IWAE K=50 trains in graph mode: faster than XLA on CPU (BENCHMARKS.md).
+    assert config.data.name == "fashion_mnist" and config.training.jit_compile is (name not in GRAPH_MODE_CONFIGS)
     assert config.get("model").get("gradient_estimator") == estimator
     with pytest.raises((AttributeError, KeyError)):
         config.training.epoch = 3  # locked: a typo cannot add a field
