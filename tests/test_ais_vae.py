@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfdgm import config as cfg
 from tfdgm import distributions as dists
-from tfdgm import mcmc, models
+from tfdgm import models
 from tfdgm.models.ais_vae import run_chains, sample_implicit_posterior, training_betas
 from tests.harness import binary_images, fixed_replica_noise, tiny_model
 
