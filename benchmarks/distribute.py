@@ -16,7 +16,6 @@ Example:
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -62,16 +61,6 @@ def child(args):
                                       "replicas": int(strategy.num_replicas_in_sync)}), flush=True)
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run_mode(mode, args):
     """Runs one mode (two processes for workers2) and returns the chief's result."""
     command = [sys.executable, os.path.abspath(__file__), "--child", "--mode", mode, "--k", str(args.k),
@@ -80,7 +69,9 @@ def run_mode(mode, args):
     env.pop("TF_CONFIG", None)
     envs = [env]
     if mode == "workers2":
-        ports = _free_ports(2)
+        from tfdgm.distribute import free_local_ports
+
+        ports = free_local_ports(2)
         envs = [dict(env, TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                                 "task": {"type": "worker", "index": i}})) for i in range(2)]
     processes = [subprocess.Popen(command, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

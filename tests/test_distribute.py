@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -119,16 +118,6 @@ TINY_RUN = ["--config", os.path.join(ROOT, "configs", "iwae_k5_mlp_fashion_mnist
             "--config.eval.num_samples=2", "--config.eval.num_examples=20", "--config.eval.num_image_samples=4"]
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _launch(workdir, strategy, *args, task=None, ports=None):
     """A `tfdgm train` subprocess (with replica-independent fixed noise, tests/cli_hooks.py)."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -148,7 +137,7 @@ def _finish(process, timeout=240):
 
 
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
-    ports = _free_ports(2)
+    ports = distribute.free_local_ports(2)
     workers = [_launch(tmp_path / "multi", "multiworker", "--config.training.epochs=2", task=i, ports=ports)
                for i in range(2)]
     single = _launch(tmp_path / "single", "default", "--config.training.epochs=2")
@@ -178,7 +167,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
 
 
 def test_a_dead_worker_makes_the_other_fail_clearly_instead_of_hanging(tmp_path):
-    ports = _free_ports(2)
+    ports = distribute.free_local_ports(2)
     workers = [_launch(tmp_path / "w", "multiworker", "--config.training.epochs=100000", task=i, ports=ports)
                for i in range(2)]
     try:

@@ -6,6 +6,7 @@ data), so TPUStrategy, which cannot be tested on CPU, differs from the others on
 """
 import json
 import os
+import socket
 
 import tensorflow as tf
 
@@ -96,3 +97,14 @@ def split_global_batches(strategy, make_dataset):
         return make_dataset().with_options(options).flat_map(replica_slices)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def free_local_ports(n):
+    """n TCP ports on 127.0.0.1 free right now, for a local multi-worker cluster's TF_CONFIG."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
