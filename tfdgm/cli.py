@@ -347,7 +347,7 @@ def _evaluate_ais(model, config, method, num_examples, seed, ais):
         _log(f"Evaluating the AIS NLL on {len(images)} test images ({budget})...")
         result = evaluation.ais_log_likelihoods(model, images, seed=seed, verbose=progress, **ais).summary()
         _log(f"Test NLL (AIS, {len(images)} images): {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats, "
-             f"acceptance {result['accept_prob']}")
+             f"mean HMC acceptance {result['accept_prob'] if result['accept_prob'] is None else round(result['accept_prob'], 3)}")
     else:
         num_examples = num_examples or 100
         _log(f"BDMC on {num_examples} images simulated from the model ({budget})...")
