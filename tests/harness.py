@@ -56,3 +56,21 @@ def fixed_replica_noise(table_size=1 << 16, seed=0):
         return loc + scale * tf.cast(eps, loc.dtype)
 
     return gaussian_sample
+
+
+def noise_table(size=4096, seed=0):
+    """A fixed float32 table of N(0, 1) draws, the noise of tests that must not depend on RNG kernels."""
+    import tensorflow as tf
+
+    return tf.constant(np.random.default_rng(seed).normal(size=(size,)), tf.float32)
+
+
+def table_gaussian_sample(table):
+    """A stand-in for `dists.gaussian_sample` that reads its eps from `table` (the same every call)."""
+    import tensorflow as tf
+
+    def gaussian_sample(loc, scale, num_samples, seed):
+        shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
+        return loc + scale * tf.reshape(table[: tf.reduce_prod(shape)], shape)
+
+    return gaussian_sample

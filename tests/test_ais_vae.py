@@ -17,7 +17,7 @@ from tfdgm import config as cfg
 from tfdgm import distributions as dists
 from tfdgm import models
 from tfdgm.models.ais_vae import run_chains, sample_implicit_posterior, training_betas
-from tests.harness import binary_images, fixed_replica_noise, tiny_model
+from tests.harness import binary_images, fixed_replica_noise, noise_table, table_gaussian_sample, tiny_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,13 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture
 def fixed_noise(monkeypatch):
     """q's reparameterisation noise from a fixed table: two models then score the same z."""
-    table = tf.constant(np.random.default_rng(0).normal(size=(4096,)), tf.float32)
-
-    def gaussian_sample(loc, scale, num_samples, seed):
-        shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
-        return loc + scale * tf.reshape(table[: tf.reduce_prod(shape)], shape)
-
-    monkeypatch.setattr(dists, "gaussian_sample", gaussian_sample)
+    monkeypatch.setattr(dists, "gaussian_sample", table_gaussian_sample(noise_table()))
 
 
 def _by_name(model, grads):

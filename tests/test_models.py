@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfdgm import distributions as dists
-from tests.harness import ALL_MODELS, binary_images, tiny_model
+from tests.harness import ALL_MODELS, binary_images, noise_table, table_gaussian_sample, tiny_model
 
 
 @pytest.fixture(params=ALL_MODELS)
@@ -37,13 +37,8 @@ def test_fit_reports_the_common_metrics_and_improves(name):
 def test_xla_and_graph_mode_train_identically(name, monkeypatch):
     # XLA's RNG kernels draw other numbers than TF's for the same seed, so the noise is fixed
     # here; everything else (losses, gradients, optimizer) must then agree across modes.
-    table = tf.constant(np.random.default_rng(0).normal(size=(4096,)), tf.float32)
-
-    def fixed_noise(loc, scale, num_samples, seed):
-        shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
-        return loc + scale * tf.reshape(table[: tf.reduce_prod(shape)], shape)
-
-    monkeypatch.setattr(dists, "gaussian_sample", fixed_noise)
+    table = noise_table()
+    monkeypatch.setattr(dists, "gaussian_sample", table_gaussian_sample(table))
     # TFP's samplers too (HMC momenta and Metropolis draws, in models that run MCMC).
     from tensorflow_probability.python.internal import samplers
 
