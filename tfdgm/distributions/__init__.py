@@ -6,6 +6,7 @@ from tfdgm.distributions.heads import (
     gaussian_sample,
     likelihood_distribution,
     likelihood_log_prob,
+    sample,
     standard_normal,
 )
 
@@ -16,5 +17,6 @@ __all__ = [
     "gaussian_sample",
     "likelihood_distribution",
     "likelihood_log_prob",
+    "sample",
     "standard_normal",
 ]

@@ -29,6 +29,24 @@ def gaussian_sample(loc, scale, num_samples, seed):
     return loc + scale * eps
 
 
+def sample(distribution, sample_shape, seed):
+    """Stateless draws of shape [*sample_shape, *batch, *event] from a TFP distribution.
+
+    Reparameterised where the distribution allows it. A diagonal Gaussian (an `Independent`
+    `Normal`, the usual prior and posterior) goes through `gaussian_sample`, the fast Philox path
+    that tests can replace with fixed noise; everything else uses TFP's stateless `sample`.
+    `seed`: a [2] integer tensor.
+    """
+    from tfdgm import distributions as package  # looked up at call time, so tests can patch it
+
+    sample_shape = tf.reshape(tf.cast(sample_shape, tf.int32), [-1])
+    inner = distribution.distribution if isinstance(distribution, tfd.Independent) else None
+    if isinstance(inner, tfd.Normal):
+        flat = package.gaussian_sample(inner.loc, inner.scale, tf.reduce_prod(sample_shape), tf.cast(seed, tf.int64))
+        return tf.reshape(flat, tf.concat([sample_shape, tf.shape(inner.loc)], axis=0))
+    return distribution.sample(sample_shape, seed=tf.cast(seed, tf.int32))
+
+
 def standard_normal(latent_dim, dtype=tf.float32):
     """The N(0, I) prior p(z) with event shape [latent_dim]."""
     zeros = tf.zeros([latent_dim], dtype=dtype)

@@ -192,6 +192,10 @@ class AISVAE(LatentVariableModel):
         self.optimizer.build(self.decoder.trainable_variables)
         self.inference_optimizer.build(self.encoder.trainable_variables)
 
+    @property
+    def optimizers_by_group(self):
+        return {"p": self.optimizer, "q": self.inference_optimizer}
+
     def get_compile_config(self):
         config = super().get_compile_config()
         if config and self.inference_optimizer is not None:

@@ -164,6 +164,32 @@ class LatentVariableModel(keras.Model):
         self.decoder.build((None, self.latent_dim))
         self.built = True
 
+    @classmethod
+    def default_config(cls):
+        """{constructor argument: default} of this class and its bases: what `config.model` holds.
+
+        Declared once, by the constructors' signatures; arguments without a JSON-friendly default
+        (input_shape comes from the data) are left out.
+        """
+        import inspect
+
+        defaults = {}
+        for klass in reversed(cls.__mro__):
+            if "__init__" not in vars(klass) or not issubclass(klass, LatentVariableModel):
+                continue
+            for name, param in inspect.signature(klass.__init__).parameters.items():
+                if name in ("self", "input_shape") or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                    continue
+                if param.default is not inspect.Parameter.empty:
+                    value = param.default
+                    defaults[name] = list(value) if isinstance(value, tuple) else value
+        return defaults
+
+    @property
+    def optimizers_by_group(self):
+        """{parameter group: optimizer}; every group's optimizer is saved and restored."""
+        return {"all": self.optimizer}
+
     # ------------------------------------------------------------------ distributions
     @property
     def event_ndims(self):
