@@ -39,9 +39,11 @@ def sample(distribution, sample_shape, seed):
     """
     from tfdgm import distributions as package  # looked up at call time, so tests can patch it
 
-    sample_shape = tf.reshape(tf.cast(sample_shape, tf.int32), [-1])
     inner = distribution.distribution if isinstance(distribution, tfd.Independent) else None
     if isinstance(inner, tfd.Normal):
+        if isinstance(sample_shape, int) or (tf.is_tensor(sample_shape) and sample_shape.shape.rank == 0):
+            return package.gaussian_sample(inner.loc, inner.scale, sample_shape, tf.cast(seed, tf.int64))
+        sample_shape = tf.reshape(tf.cast(sample_shape, tf.int32), [-1])
         flat = package.gaussian_sample(inner.loc, inner.scale, tf.reduce_prod(sample_shape), tf.cast(seed, tf.int64))
         return tf.reshape(flat, tf.concat([sample_shape, tf.shape(inner.loc)], axis=0))
     return distribution.sample(sample_shape, seed=tf.cast(seed, tf.int32))

@@ -1,8 +1,13 @@
-"""Models: one file per objective, each registered by name."""
+"""Models: one file per objective, each registered by name in its own file.
+
+`GenerativeModel` is the base of every objective; `AmortizedModel` adds an encoder, a decoder, a
+prior and a likelihood. Importing this package registers the built-in models.
+"""
 from tfdgm.models.ais_vae import AISVAE, sample_implicit_posterior
-from tfdgm.models.base import LatentVariableModel, get_model_class, register, registered_models
+from tfdgm.models.amortized import AmortizedModel
+from tfdgm.models.base import GenerativeModel, get_model_class, register, registered_models
 from tfdgm.models.iwae import IWAE, IWAEDReG
 from tfdgm.models.vae import VAE
 
-__all__ = ["AISVAE", "IWAE", "IWAEDReG", "LatentVariableModel", "VAE", "get_model_class", "register", "registered_models",
-           "sample_implicit_posterior"]
+__all__ = ["AISVAE", "AmortizedModel", "GenerativeModel", "IWAE", "IWAEDReG", "VAE", "get_model_class", "register",
+           "registered_models", "sample_implicit_posterior"]

@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from tfdgm import estimators, mcmc
 from tfdgm.evaluation.ais import annealed_log_prob_fn, initial_state
-from tfdgm.models.base import LatentVariableModel, average_loss, global_mean, register
+from tfdgm.models.amortized import AmortizedModel
+from tfdgm.models.base import global_mean, register
 
 SAMPLING_METHODS = ("is", "ais")
 
@@ -101,7 +102,7 @@ def sample_implicit_posterior(model, x, method="ais", *, num_samples, num_temper
 
 
 @register("ais_vae")
-class AISVAE(LatentVariableModel):
+class AISVAE(AmortizedModel):
     """AIS training (Ding & Freedman, Algorithm 1): the decoder learns from K annealed-importance-
     weighted HMC samples, the encoder from the reparameterised ELBO, each with its own optimizer.
 
@@ -128,7 +129,7 @@ class AISVAE(LatentVariableModel):
         cost L x K x T); without it there are T - 1.
       initial_step_size, target_accept_prob, step_size_factor, min_step_size, max_step_size:
         the leapfrog step sizes' start value and adaptation.
-      **kwargs: see `LatentVariableModel`.
+      **kwargs: see `AmortizedModel`.
 
     Training reports, besides loss (minus the AIS bound), elbo, kl and recon: `ais_bound` (log of the
     mean AIS weight, a stochastic lower bound on log p(x)), `ess` (effective number of the K
@@ -145,7 +146,7 @@ class AISVAE(LatentVariableModel):
       >>> z = model.sample_posterior(x, method="ais")  # Algorithm 2  # doctest: +SKIP
     """
 
-    extra_metrics = ("ais_bound", "ess", "accept_rate", "step_size")
+    metric_names = AmortizedModel.metric_names + ("ais_bound", "ess", "accept_rate", "step_size")
 
     def __init__(self, num_samples=5, num_temperatures=5, leapfrog_steps=5, schedule="linear", final_move=True,
                  initial_step_size=0.05, target_accept_prob=0.65, step_size_factor=1.02, min_step_size=1e-4,
@@ -175,95 +176,48 @@ class AISVAE(LatentVariableModel):
         self.step_sizes = self.add_weight(
             shape=(max(self.num_moves, 1),), initializer=keras.initializers.Constant(self.initial_step_size),
             trainable=False, name="step_sizes", aggregation="mean")
-        self.inference_optimizer = None
 
-    # ------------------------------------------------------------------ optimizers
-    def compile(self, optimizer="adam", inference_optimizer=None, **kwargs):
-        """As `LatentVariableModel.compile`; `optimizer` trains the decoder (theta) and
-        `inference_optimizer` the encoder (phi), by default a fresh copy of `optimizer`."""
-        super().compile(optimizer=optimizer, **kwargs)
-        if inference_optimizer is None:
-            config = self.optimizer.get_config()
-            config["name"] = f"{config.get('name') or 'optimizer'}_inference"
-            inference_optimizer = type(self.optimizer).from_config(config)
-        self.inference_optimizer = keras.optimizers.get(inference_optimizer)
-        # Build both now, each on its own variables, so every path that restores optimizer state
-        # (load_model, load_weights, the CLI's checkpoints) finds the same slots.
-        self.optimizer.build(self.decoder.trainable_variables)
-        self.inference_optimizer.build(self.encoder.trainable_variables)
+    def compile(self, optimizer="adam", optimizers=None, inference_optimizer=None, **kwargs):
+        """`GenerativeModel.compile`; `inference_optimizer` is short for `optimizers={"q": ...}`
+        (the encoder's; by default a copy of `optimizer`, which trains the decoder)."""
+        if inference_optimizer is not None:
+            optimizers = dict(optimizers or {}, q=inference_optimizer)
+        super().compile(optimizer=optimizer, optimizers=optimizers, **kwargs)
 
     @property
-    def optimizers_by_group(self):
-        return {"p": self.optimizer, "q": self.inference_optimizer}
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config and self.inference_optimizer is not None:
-            config["inference_optimizer"] = keras.saving.serialize_keras_object(self.inference_optimizer)
-        return config
-
-    def compile_from_config(self, config):
-        self.compile(**keras.saving.deserialize_keras_object(config))
+    def inference_optimizer(self):
+        return self._optimizers_by_group.get("q")
 
     # ------------------------------------------------------------------ training
     def _chains(self, x, seed):
         return run_chains(self, x, self.betas, self.num_samples, leapfrog_steps=self.leapfrog_steps,
                           step_size=self.step_sizes[: max(self.num_moves, 1)], seed=seed)
 
-    def _surrogates(self, x, trace, seed):
-        """(decoder surrogate [B], encoder surrogate [B], metrics) given the chains' trace."""
+    def draw(self, x):
+        """The K AIS chains per example (not back-propagated: run before the tape opens, so memory
+        does not grow with T), and the seed of the encoder's ELBO sample."""
+        chain_seed, elbo_seed = tf.unstack(tf.random.experimental.stateless_split(self._next_seed(), 2))
+        return self._chains(x, chain_seed), elbo_seed
+
+    def surrogates(self, x, samples=None, training=True):
+        """p: -sum_k stop(w~_k) log p(x, z_k) at the chains' end points; q: -ELBO. aux: [M, B] acceptance."""
+        trace, elbo_seed = self.draw(x) if samples is None else samples
         log_w = trace.log_weights
-        weights = estimators.normalized_weights(log_w)
         log_pz, log_px_z = self.log_prior_and_likelihood(trace.state, x)
-        p_loss = -tf.reduce_sum(weights * (log_pz + log_px_z), axis=0)
-        out = self.log_weights(x, 1, seed=seed)
+        p_loss = -tf.reduce_sum(tf.stop_gradient(estimators.normalized_weights(log_w)) * (log_pz + log_px_z), axis=0)
+        out = self.log_weights(x, 1, seed=elbo_seed)
         ais_bound = estimators.log_mean_exp(log_w, axis=0)
-        metrics = self._base_metrics(out, -ais_bound)
-        q_loss = -metrics["elbo"]
+        metrics = self.base_metrics(out, -ais_bound)
         batch = tf.shape(ais_bound)
-        if self.num_moves:
-            accept = tf.reduce_mean(trace.accept_prob, axis=0)
-        else:
-            accept = tf.ones(batch)  # no move, nothing rejected
+        # With no move nothing is rejected.
+        accept = tf.reduce_mean(trace.accept_prob, axis=0) if self.num_moves else tf.ones(batch)
         metrics.update(ais_bound=ais_bound, ess=estimators.effective_sample_size(log_w), accept_rate=accept,
                        step_size=tf.fill(batch, tf.reduce_mean(self.step_sizes)))
-        return p_loss, q_loss, metrics
+        return {"p": p_loss, "q": -metrics["elbo"]}, metrics, trace.accept_prob
 
-    def _seeds(self):
-        return tf.unstack(tf.random.experimental.stateless_split(self._next_seed(), 2))
-
-    def compute_losses(self, x, training=True):
-        chain_seed, elbo_seed = self._seeds()
-        trace = self._chains(x, chain_seed)
-        _, _, metrics = self._surrogates(x, trace, elbo_seed)
-        return metrics["loss"], metrics
-
-    def compute_gradients(self, x):
-        """(gradients aligned with trainable_variables, metrics): the AIS surrogate's for the
-        decoder and the ELBO's for the encoder. metrics["accept_prob"] is the [M, B] trace."""
-        chain_seed, elbo_seed = self._seeds()
-        trace = self._chains(x, chain_seed)  # outside the tape: the chains are not back-propagated
-        decoder_vars, encoder_vars = self.decoder.trainable_variables, self.encoder.trainable_variables
-        with tf.GradientTape(persistent=True) as tape:
-            p_loss, q_loss, metrics = self._surrogates(x, trace, elbo_seed)
-            p_loss, q_loss = average_loss(p_loss), average_loss(q_loss)
-        decoder_grads = tape.gradient(p_loss, decoder_vars)
-        encoder_grads = tape.gradient(q_loss, encoder_vars)
-        del tape
-        by_var = {id(v): g for v, g in zip(decoder_vars + encoder_vars, decoder_grads + encoder_grads)}
-        metrics["accept_prob"] = trace.accept_prob
-        return [by_var.get(id(v)) for v in self.trainable_variables], metrics
-
-    def train_step(self, data):
-        x = self._unpack(data)
-        grads, metrics = self.compute_gradients(x)
-        by_var = {id(v): g for v, g in zip(self.trainable_variables, grads)}
-        for optimizer, network in ((self.optimizer, self.decoder), (self.inference_optimizer, self.encoder)):
-            variables = network.trainable_variables
-            optimizer.apply_gradients(zip([by_var[id(v)] for v in variables], variables))
+    def after_step(self, accept_prob):
         if self.num_moves:
-            self._adapt_step_sizes(metrics["accept_prob"])
-        return self._update_metrics(metrics)
+            self._adapt_step_sizes(accept_prob)
 
     def _adapt_step_sizes(self, accept_prob):
         """One multiplicative update per move toward the target acceptance (mean over the global batch)."""
