@@ -5,9 +5,16 @@ C channels; parameter p of channel c sits at index `p * C + c` of the last axis 
 are split with `tf.split`, so a conv decoder's last layer just has P*C filters).
 
 Every likelihood is a registered Keras layer whose config is its constructor arguments, so a model
-holding one round-trips through `.keras` files with safe_mode=True. A likelihood with weights (the
-learned Gaussian scale) creates them in `build(example_shape)`; the model must call it in its
-constructor, before compile, so the weights exist when the optimizer is built.
+holding one round-trips through `.keras` files with safe_mode=True. A model uses one like this:
+
+    self.likelihood = get_likelihood(likelihood)        # in __init__; name, layer or dict
+    self.likelihood.build(example_shape)                # now, before compile (idempotent)
+    decoder channels: self.likelihood.num_params(example_shape[-1])
+    log p(x|z): self.likelihood.log_prob(self.decoder(z), x, event_ndims)
+    get_config: likelihood=keras.saving.serialize_keras_object(self.likelihood)
+
+`build` creates the weights of a likelihood that has some (the learned Gaussian scale), so they
+are in `model.trainable_variables` when the optimizer is built.
 
 References:
   Salimans, Karpathy, Chen & Kingma (2017), PixelCNN++: Improving the PixelCNN with Discretized
@@ -166,8 +173,12 @@ class GaussianLikelihood(Likelihood):
         if self.learned and not self.built:  # eager convenience; models build in __init__
             self.build(x.shape)
         scale = self.stddev()
-        z = (_f32(x) - _f32(params)) / scale
-        return _sum_event(-0.5 * tf.square(z) - tf.math.log(scale) - 0.5 * math.log(2 * math.pi), event_ndims)
+        x = _f32(x)
+        z = (x - _f32(params)) / scale
+        # The normaliser depends on the event only, not on the K samples: sum it once.
+        event_shape = tf.shape(x)[tf.rank(x) - event_ndims:]
+        normaliser = tf.reduce_sum(tf.broadcast_to(tf.math.log(scale) + 0.5 * math.log(2 * math.pi), event_shape))
+        return _sum_event(-0.5 * tf.square(z), event_ndims) - normaliser
 
     def mean(self, params):
         return _f32(params)
