@@ -172,8 +172,11 @@ def test_get_likelihood_accepts_names_instances_and_dicts():
     again = dists.get_likelihood(keras.saving.serialize_keras_object(layer))
     assert isinstance(again, dists.DiscretizedLogisticLikelihood) and again.min_log_scale == -5.0
     assert again.params_per_channel == 2 and again.num_params(3) == 6 and again.data_name == "discretized_logistic"
-    with pytest.raises(ValueError, match=r"Unknown likelihood 'poisson'.*'bernoulli', 'gaussian', 'discretized_logistic'"):
-        dists.get_likelihood("poisson")
+    from_file = dists.get_likelihood({"name": "gaussian", "scale": "learned", "min_scale": 0.01})
+    assert from_file.learned and from_file.min_scale == 0.01  # the dict a config file holds
+    for bad in ("poisson", {"name": "poisson"}, None, 3):
+        with pytest.raises(ValueError, match=r"Unknown likelihood .*'bernoulli', 'gaussian', 'discretized_logistic'"):
+            dists.get_likelihood(bad)
 
 
 @pytest.mark.parametrize("layer", [

@@ -281,14 +281,22 @@ LIKELIHOOD_NAMES = tuple(_REGISTRY)
 
 
 def get_likelihood(spec):
-    """A Likelihood from a registry name, a Likelihood (returned as is) or a serialised dict."""
+    """A Likelihood from a registry name, a Likelihood (returned as is), a Keras-serialised dict,
+    or a config-file dict {"name": registry name, **constructor arguments}."""
     if isinstance(spec, Likelihood):
         return spec
+    if isinstance(spec, dict) and "class_name" not in spec and isinstance(spec.get("name"), str):
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        return _REGISTRY[_check_name(spec["name"])](**kwargs)
     if isinstance(spec, dict):
         layer = keras.saving.deserialize_keras_object(spec)
         if not isinstance(layer, Likelihood):
             raise ValueError(f"The serialised object {spec!r} is a {type(layer).__name__}, not a Likelihood.")
         return layer
-    if isinstance(spec, str) and spec.lower() in _REGISTRY:
-        return _REGISTRY[spec.lower()]()
-    raise ValueError(f"Unknown likelihood {spec!r}; choose one of {LIKELIHOOD_NAMES} or pass a Likelihood.")
+    return _REGISTRY[_check_name(spec)]()
+
+
+def _check_name(name):
+    if isinstance(name, str) and name.lower() in _REGISTRY:
+        return name.lower()
+    raise ValueError(f"Unknown likelihood {name!r}; choose one of {LIKELIHOOD_NAMES} or pass a Likelihood.")
