@@ -359,3 +359,74 @@ def test_validation_size_too_large():
 def test_known_datasets():
     assert data.KNOWN_DATASETS == ("mnist", "fashion_mnist", "binarized_mnist", "omniglot",
                                    "cifar10")
+
+
+# ----------------------------------------------------------------------------- per likelihood
+def _grid(n=4):
+    """8-bit intensities k/255 as float32, as tfdgm.data.load yields them."""
+    return np.random.default_rng(1).integers(0, 256, (n, 5, 5, 1)).astype(np.float32) / 255
+
+
+def test_gaussian_accepts_continuous_data_and_refuses_binary_data():
+    data.validate(_img(), likelihood="gaussian")
+    data.validate(_img() * 40 - 7, likelihood="gaussian")  # any real range
+    for binary in ((_img() < 0.5).astype(np.float32), (_img() < 0.5).astype(np.uint8) * 255,
+                   np.ones((3, 4, 4), bool)):
+        with pytest.raises(ValueError, match=r"only the values 0 and 1.*'gaussian'.*likelihood='bernoulli'"):
+            data.validate(binary, likelihood="gaussian")
+    with pytest.raises(ValueError, match=r"binarize='dynamic' feeds binary.*'gaussian'.*binarize='none'.*'bernoulli'"):
+        data.from_array(_img(), likelihood="gaussian")  # from_array binarises by default
+
+
+def test_discretized_logistic_accepts_8bit_data_only():
+    u8 = np.random.default_rng(2).integers(0, 256, (4, 5, 5, 3), dtype=np.uint8)
+    np.testing.assert_allclose(data.validate(u8, likelihood="discretized_logistic"), u8 / np.float32(255))
+    data.validate(_grid(), likelihood="discretized_logistic")
+    data.validate(_grid().astype(np.float64), likelihood="discretized_logistic")
+    np.testing.assert_array_equal(
+        np.concatenate(batches(data.from_array(_grid(), binarize="none", likelihood="discretized_logistic",
+                                               shuffle=False))), _grid())
+    cases = [
+        (_img(), r"values of x are off that grid.*likelihood='gaussian'"),
+        (_grid() + 0.3 / 255, r"off that grid \(first at index \(0, 0, 0, 0\).*'gaussian' for arbitrary"),
+        (_grid() * 255, r"k/255 in \[0, 1\], but x ranges over \[\d+, \d+\].*/ 255.*'gaussian'"),
+        ((_img() < 0.5).astype(np.float32), r"only the values 0 and 1.*'bernoulli'"),
+        ((_img() < 0.5).astype(np.uint8), r"only the values 0 and 1.*'bernoulli'"),
+    ]
+    for x, match in cases:
+        with pytest.raises(ValueError, match=match):
+            data.validate(x, likelihood="discretized_logistic", name="x")
+    with pytest.raises(ValueError, match=r"binarize='static' feeds binary.*8-bit"):
+        data.validate(u8, likelihood="discretized_logistic", binarize="static")
+
+
+def test_a_likelihood_layer_is_accepted_wherever_a_name_is():
+    from tfdgm import distributions as dists
+
+    data.validate(_img(), likelihood=dists.GaussianLikelihood(scale="learned"))
+    with pytest.raises(ValueError, match=r"binary.*binarize='dynamic' or 'static'"):
+        data.validate(_img(), likelihood=dists.BernoulliLikelihood())
+    with pytest.raises(ValueError, match=r"off that grid"):
+        data.from_array(_img(), binarize="none", likelihood=dists.DiscretizedLogisticLikelihood())
+    arr, divisor = data.validation.prepare(_grid(), likelihood=dists.get_likelihood("discretized_logistic"))
+    data.validation.check_values(arr, divisor, dists.DiscretizedLogisticLikelihood(), "none")
+    data.validate(_img() * 9, likelihood=None)  # no likelihood: only the generic checks
+
+
+@pytest.mark.parametrize("likelihood, match", [
+    ("poisson", r"Unknown likelihood 'poisson'.*'bernoulli', 'gaussian', 'discretized_logistic'"),
+    (3, r"likelihood must be a name .* or a tfdgm.distributions.Likelihood, got 3"),
+])
+def test_unknown_likelihoods_are_refused(likelihood, match):
+    with pytest.raises(ValueError, match=match):
+        data.validate(_img(), likelihood=likelihood)
+    with pytest.raises(ValueError, match=match):
+        data.load("fashion_mnist", likelihood=likelihood)  # before any data is read
+
+
+def test_load_checks_the_likelihood_against_the_split(mocked_tfds):
+    with pytest.raises(ValueError, match=r"binarized_mnist 'train' split holds only the values 0 and 1.*'bernoulli'"):
+        data.load("binarized_mnist", likelihood="gaussian")
+    ds = data.load("cifar10", binarize="none", likelihood="discretized_logistic", batch_size=12)
+    x = batches(ds)[0]
+    np.testing.assert_allclose(x * 255, np.round(x * 255), atol=1e-4)

@@ -126,3 +126,79 @@ def test_fused_bernoulli_log_prob_and_gradient_equal_tfp():
         ours_loss, reference_loss = tf.reduce_sum(ours * upstream), tf.reduce_sum(reference * upstream)
     np.testing.assert_allclose(ours, reference, rtol=1e-5)
     np.testing.assert_allclose(tape.gradient(ours_loss, logits), tape.gradient(reference_loss, logits), rtol=1e-4, atol=1e-6)
+
+
+def test_ess_keeps_float32_precision_at_huge_log_weights():
+    rng = np.random.default_rng(0)
+    for offset in (1e6, -1e6):
+        log_w = (offset + rng.normal(size=(64, 5)) * 2.0).astype(np.float32)
+        reference = log_w.astype(np.float64) - log_w.max(axis=0)  # same float32 inputs, float64 maths
+        reference = np.exp(reference).sum(0) ** 2 / np.exp(2 * reference).sum(0)
+        np.testing.assert_allclose(estimators.effective_sample_size(log_w), reference, rtol=1e-5)
+
+
+def test_all_zero_weights_give_zero_weights_and_zero_ess_not_nan():
+    log_w = tf.constant([[-np.inf, 0.0], [-np.inf, 1.0]])
+    np.testing.assert_allclose(estimators.normalized_weights(log_w)[:, 0], [0.0, 0.0])
+    np.testing.assert_allclose(estimators.effective_sample_size(log_w), [0.0, 1.0 / (1 / (1 + np.e) ** 2 + (np.e / (1 + np.e)) ** 2)], rtol=1e-6)
+
+
+def _with_minus_inf():
+    """[K=4, B=3] log-weights; example 0 has one zero-probability sample, example 2 has only those."""
+    log_w = tf.random.stateless_normal([4, 3], seed=[12, 13]).numpy()
+    log_w[1, 0] = -np.inf
+    log_w[:, 2] = -np.inf
+    return tf.Variable(log_w)
+
+
+def test_dreg_surrogate_has_no_nan_with_minus_inf_log_weights():
+    log_w = _with_minus_inf()
+    with tf.GradientTape() as tape:
+        loss = estimators.dreg_surrogate(log_w)
+        total = tf.reduce_sum(loss)
+    grad = tape.gradient(total, log_w).numpy()
+    assert np.all(np.isfinite(loss.numpy())) and np.all(np.isfinite(grad))
+    finite = tf.constant(np.delete(log_w.numpy()[:, 0], 1))
+    np.testing.assert_allclose(loss[0], -np.sum(tf.nn.softmax(finite) ** 2 * finite), rtol=1e-6)
+    np.testing.assert_allclose(np.delete(grad[:, 0], 1), -tf.nn.softmax(finite) ** 2, atol=1e-6)
+    assert grad[1, 0] == 0.0 and np.all(grad[:, 2] == 0.0) and loss[2] == 0.0
+
+
+def test_weighted_log_prob_surrogate_gradient_is_the_weighted_average_of_gradients():
+    # log_prob_k = log N(theta_k; mu, 1) for a shared mu: a parameter every sample depends on.
+    mu = tf.Variable([0.3, -0.2])
+    theta = tf.random.stateless_normal([5, 2], seed=[14, 15])
+    log_w = tf.random.stateless_normal([5, 2], seed=[16, 17]) * 3.0
+    with tf.GradientTape(persistent=True) as tape:
+        log_prob = -0.5 * tf.square(theta - mu)
+        loss = estimators.weighted_log_prob_surrogate(log_w, log_prob)
+        total = tf.reduce_sum(loss)
+        per_sample = [log_prob[k] for k in range(5)]
+    assert loss.shape == (2,)
+    weights = tf.nn.softmax(log_w, axis=0)
+    np.testing.assert_allclose(loss, -tf.reduce_sum(weights * log_prob, axis=0), rtol=1e-6)
+    expected = -sum(weights[k] * tape.jacobian(per_sample[k], mu).numpy().diagonal() for k in range(5))
+    np.testing.assert_allclose(tape.gradient(total, mu), expected, rtol=1e-5, atol=1e-7)
+    # The weights carry no gradient, even when they are the same tensor as log_prob.
+    with tf.GradientTape() as tape:
+        log_prob = -0.5 * tf.square(theta - mu)
+        total = tf.reduce_sum(estimators.weighted_log_prob_surrogate(log_prob, log_prob))
+    weights = tf.nn.softmax(-0.5 * tf.square(theta - mu), axis=0)
+    np.testing.assert_allclose(tape.gradient(total, mu),
+                               -tf.reduce_sum(weights * (theta - mu), axis=0), rtol=1e-5, atol=1e-7)
+
+
+def test_weighted_log_prob_surrogate_with_minus_inf_log_weights():
+    log_w = _with_minus_inf()
+    # A zero-probability sample typically also has log_prob = -inf: it must not poison the sum.
+    log_prob = tf.Variable(tf.where(tf.math.is_finite(log_w), log_w - 1.0, -np.inf * tf.ones_like(log_w)))
+    with tf.GradientTape() as tape:
+        loss = estimators.weighted_log_prob_surrogate(log_w, log_prob)
+        total = tf.reduce_sum(loss)
+    grad = tape.gradient(total, log_prob).numpy()
+    assert np.all(np.isfinite(loss.numpy())) and np.all(np.isfinite(grad))
+    finite = tf.constant(np.delete(log_w.numpy()[:, 0], 1))
+    np.testing.assert_allclose(np.delete(grad[:, 0], 1), -tf.nn.softmax(finite), atol=1e-6)
+    np.testing.assert_allclose(grad.sum(axis=0)[:2], [-1.0, -1.0], rtol=1e-6)  # weights sum to 1
+    assert grad[1, 0] == 0.0 and np.all(grad[:, 2] == 0.0) and loss[2] == 0.0
+    assert estimators.weighted_log_prob_surrogate(tf.cast(log_w, tf.bfloat16), log_prob).dtype == tf.float32

@@ -17,9 +17,12 @@ import numpy as np
 
 BINARIZE_MODES = ("dynamic", "static", "none")
 SPLITS = ("train", "validation", "test")
-# Likelihoods whose support is [0, 1]; every other likelihood name is treated
-# as continuous and only needs finite values.
+# Data names whose support is [0, 1] (custom Likelihood layers may use the last two); any other
+# name without a check of its own below only needs finite values.
 UNIT_INTERVAL_LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "beta")
+# Likelihoods of continuous or 8-bit intensities: binarised (0/1) data is almost surely a mistake.
+NON_BINARY_LIKELIHOODS = ("gaussian", "discretized_logistic")
+_CHUNK = 8192  # examples per pass of the element-wise checks, to bound the temporaries
 
 
 def check_binarize(binarize) -> str:
@@ -35,13 +38,23 @@ def check_binarize(binarize) -> str:
 
 
 def check_likelihood(likelihood) -> str:
-    """Returns the likelihood name in lower case ('none' for None)."""
+    """The data name of ``likelihood``: a registry name (any case), a ``tfdgm.distributions.
+    Likelihood`` layer (its ``data_name``), or None / 'none' for no likelihood check."""
     if likelihood is None:
         return "none"
     if not isinstance(likelihood, str):
-        raise ValueError(f"likelihood must be a string such as 'bernoulli' or 'gaussian', "
-                         f"got {likelihood!r}.")
-    return likelihood.lower()
+        if not hasattr(likelihood, "data_name"):
+            raise ValueError("likelihood must be a name such as 'bernoulli' or 'gaussian' or a "
+                             f"tfdgm.distributions.Likelihood, got {likelihood!r}.")
+        return (likelihood.data_name or "none").lower()  # custom likelihoods may have no name
+    # Imported here: tfdgm.data itself should not need Keras to import.
+    from tfdgm.distributions.likelihoods import LIKELIHOOD_NAMES
+
+    name = likelihood.lower()
+    if name != "none" and name not in LIKELIHOOD_NAMES:
+        raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {LIKELIHOOD_NAMES} "
+                         "or pass a tfdgm.distributions.Likelihood.")
+    return name
 
 
 def check_batch_size(batch_size) -> int:
@@ -118,14 +131,22 @@ def _check_finite(x: np.ndarray, name: str) -> None:
             "those examples before training.")
 
 
-def check_values(arr: np.ndarray, divisor: float, likelihood: str, binarize: str,
+def check_values(arr: np.ndarray, divisor: float, likelihood, binarize: str,
                  name: str = "data") -> None:
-    """Checks the value range needed by ``likelihood`` and ``binarize``.
+    """Checks the values ``likelihood`` (a name or a Likelihood layer) and ``binarize`` need.
 
-    Binarisation needs intensities in [0, 1] (they are Bernoulli probabilities);
-    a Bernoulli likelihood on data fed as-is (``binarize='none'``) needs exactly
-    binary data.
+    * binarisation needs intensities in [0, 1] (they are Bernoulli probabilities);
+    * 'bernoulli' on data fed as-is (``binarize='none'``) needs exactly binary data;
+    * 'gaussian' and 'discretized_logistic' refuse binary data and binarisation;
+    * 'discretized_logistic' needs 8-bit intensities k/255 in [0, 1] (uint8 always is).
     """
+    likelihood = check_likelihood(likelihood)
+    binarize = check_binarize(binarize)
+    if likelihood in NON_BINARY_LIKELIHOODS:
+        _check_not_binary(arr, divisor, likelihood, binarize, name)
+    if likelihood == "discretized_logistic":
+        _check_8bit(arr, divisor, name)
+        return
     needs_unit = binarize != "none" or likelihood in UNIT_INTERVAL_LIKELIHOODS
     if needs_unit and divisor == 1.0:  # uint8 with divisor 255 is in range by construction
         lo, hi = arr.min(), arr.max()
@@ -139,10 +160,8 @@ def check_values(arr: np.ndarray, divisor: float, likelihood: str, binarize: str
                 "to [0, 1] first, e.g. x.astype('float32') / 255 for 8-bit images.")
     if likelihood == "bernoulli" and binarize == "none":
         top = 255 if divisor == 255.0 else 1
-        non_binary = (arr != 0) & (arr != top)
-        n_bad = int(np.count_nonzero(non_binary))
+        n_bad, first = _count_where(arr, lambda a: (a != 0) & (a != top))
         if n_bad:
-            first = tuple(int(i) for i in np.argwhere(non_binary)[0])
             raise ValueError(
                 f"The 'bernoulli' likelihood needs binary (0/1) data, but binarize='none' "
                 f"and {name} has {n_bad} values strictly between 0 and 1 (first at index "
@@ -151,8 +170,61 @@ def check_values(arr: np.ndarray, divisor: float, likelihood: str, binarize: str
                 "'gaussian'.")
 
 
+def _count_where(arr: np.ndarray, predicate) -> tuple[int, tuple | None]:
+    """(number of elements where ``predicate`` holds, index of the first), chunk by chunk."""
+    total, first = 0, None
+    for start in range(0, len(arr), _CHUNK):
+        bad = predicate(arr[start:start + _CHUNK])
+        n = int(np.count_nonzero(bad))
+        if n and first is None:
+            i = np.argwhere(bad)[0]
+            first = (int(i[0]) + start,) + tuple(int(j) for j in i[1:])
+        total += n
+    return total, first
+
+
+def _check_not_binary(arr, divisor, likelihood, binarize, name) -> None:
+    what = ("8-bit intensities k/255" if likelihood == "discretized_logistic"
+            else "continuous intensities")
+    if binarize != "none":
+        raise ValueError(
+            f"binarize={binarize!r} feeds binary 0/1 images, but the {likelihood!r} likelihood "
+            f"models {what}. Pass binarize='none' to keep the intensities, or use "
+            "likelihood='bernoulli' for binarised data.")
+    top = 255 if divisor == 255.0 else 1
+    if _count_where(arr, lambda a: (a != 0) & (a != top))[0] == 0:
+        # A density on 0/1 data grows without bound as its scale shrinks: almost surely a mistake.
+        raise ValueError(
+            f"{name} holds only the values 0 and 1 (binary data), but the {likelihood!r} "
+            f"likelihood models {what}. Use likelihood='bernoulli' for binary data.")
+
+
+def _check_8bit(arr, divisor, name) -> None:
+    if divisor == 255.0:  # uint8 intensities: on the grid by construction
+        return
+    hint = ("Pass the uint8 images, or x.astype('float32') / 255 of them; use "
+            "likelihood='gaussian' for arbitrary continuous data.")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(
+            f"The 'discretized_logistic' likelihood needs 8-bit intensities k/255 in [0, 1], but "
+            f"{name} ranges over [{lo:g}, {hi:g}]. {hint}")
+    # float32 k/255 times 255 is within ~3e-5 of k; real off-grid data is off by far more.
+    n_bad, first = _count_where(
+        arr, lambda a: np.abs(a * np.float32(255) - np.round(a * np.float32(255))) > 1e-3)
+    if n_bad:
+        raise ValueError(
+            f"The 'discretized_logistic' likelihood needs 8-bit intensities k/255 in [0, 1], but "
+            f"{n_bad} values of {name} are off that grid (first at index {first}: "
+            f"{float(arr[first]):g}). {hint}")
+
+
 def prepare(x, likelihood="bernoulli", binarize="none", name="data") -> tuple[np.ndarray, float]:
-    """Standardises and fully checks ``x``; returns ``(array, divisor)``."""
+    """Standardises and fully checks ``x``; returns ``(array, divisor)``.
+
+    ``likelihood``: a name from ``tfdgm.distributions.LIKELIHOOD_NAMES``, a Likelihood layer,
+    or None to skip the likelihood-specific checks.
+    """
     likelihood = check_likelihood(likelihood)
     binarize = check_binarize(binarize)
     arr, divisor = standardize(x, name)
@@ -173,7 +245,10 @@ def validate(x, likelihood="bernoulli", name="data", *, binarize="none") -> np.n
 
     Raises ValueError for non-numeric dtypes, rank other than 2-4, empty data,
     NaN/inf, values outside [0, 1] where the likelihood or binarisation needs
-    them, and non-binary data for a Bernoulli likelihood. ``binarize`` says how
+    them, non-binary data for a Bernoulli likelihood, binary data (or
+    binarisation) for a Gaussian or discretised logistic one, and data off the
+    8-bit grid k/255 for a discretised logistic one. ``likelihood`` is a name or
+    a ``tfdgm.distributions.Likelihood`` layer. ``binarize`` says how
     the data will be fed: with the default 'none' a Bernoulli likelihood needs
     0/1 data; with 'dynamic'/'static' intensities in [0, 1] suffice. 8-bit
     (uint8) images are scaled by 1/255; ``[N, H, W]`` gets a channel axis and

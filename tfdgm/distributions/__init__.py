@@ -1,4 +1,8 @@
-"""Tensors -> TFP distributions: posteriors, priors and likelihood heads."""
+"""Tensors -> TFP distributions: posteriors, priors and likelihood heads.
+
+`likelihoods` holds the pluggable p(x|z) layers (`get_likelihood("gaussian")`); the string-keyed
+functions of `heads` stay for code that has not moved to them.
+"""
 from tfdgm.distributions.heads import (
     LIKELIHOODS,
     bernoulli_log_prob,
@@ -9,8 +13,27 @@ from tfdgm.distributions.heads import (
     sample,
     standard_normal,
 )
+from tfdgm.distributions.likelihoods import (
+    LIKELIHOOD_NAMES,
+    BernoulliLikelihood,
+    DiscretizedLogisticLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+    get_likelihood,
+)
+from tfdgm.distributions.priors import PRIORS, LearnedGaussianPrior, StandardNormalPrior, get_prior
 
 __all__ = [
+    "PRIORS",
+    "LearnedGaussianPrior",
+    "StandardNormalPrior",
+    "get_prior",
+    "LIKELIHOOD_NAMES",
+    "BernoulliLikelihood",
+    "DiscretizedLogisticLikelihood",
+    "GaussianLikelihood",
+    "Likelihood",
+    "get_likelihood",
     "LIKELIHOODS",
     "bernoulli_log_prob",
     "diagonal_gaussian",

@@ -60,8 +60,22 @@ def _check_likelihood(likelihood):
         raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}.")
 
 
+def _layer(likelihood):
+    """A `likelihoods.Likelihood` layer passed where a name is expected, else None."""
+    if isinstance(likelihood, str):
+        return None
+    from tfdgm.distributions.likelihoods import get_likelihood  # that module imports this one
+
+    return get_likelihood(likelihood)
+
+
 def likelihood_distribution(likelihood, logits, event_ndims):
-    """p(x|z) as a TFP distribution whose event is the last `event_ndims` axes of `logits`."""
+    """p(x|z) as a TFP distribution whose event is the last `event_ndims` axes of `logits`.
+
+    `likelihood` may also be a `Likelihood` layer (then `logits` are its raw parameters).
+    """
+    if _layer(likelihood) is not None:
+        return _layer(likelihood).distribution(logits, event_ndims)
     _check_likelihood(likelihood)
     return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), reinterpreted_batch_ndims=event_ndims)
 
@@ -94,6 +108,11 @@ def bernoulli_log_prob(logits, x, event_ndims):
 
 
 def likelihood_log_prob(likelihood, logits, x, event_ndims):
-    """log p(x|z) summed over the event; x broadcasts against logits' leading sample axes."""
+    """log p(x|z) summed over the event; x broadcasts against logits' leading sample axes.
+
+    `likelihood` may also be a `Likelihood` layer (then `logits` are its raw parameters).
+    """
+    if _layer(likelihood) is not None:
+        return _layer(likelihood).log_prob(logits, x, event_ndims)
     _check_likelihood(likelihood)
     return bernoulli_log_prob(logits, x, event_ndims)

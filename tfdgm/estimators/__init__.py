@@ -14,6 +14,7 @@ from tfdgm.estimators.bounds import (
     iwae_surrogate,
     log_mean_exp,
     normalized_weights,
+    weighted_log_prob_surrogate,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "iwae_surrogate",
     "log_mean_exp",
     "normalized_weights",
+    "weighted_log_prob_surrogate",
 ]

@@ -5,9 +5,11 @@ References:
   Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders.
   Tucker, Lawson, Gu & Maddison (2019), Doubly Reparameterized Gradient Estimators for
   Monte Carlo Objectives (DReG).
+  Bornschein & Bengio (2015), Reweighted Wake-Sleep.
 
-All reductions go through ``tf.reduce_logsumexp``/``tf.nn.softmax``, which subtract the maximum
-first, so log-weights of +-1e4 and K in the thousands neither overflow nor underflow.
+All reductions subtract the maximum first (``tf.reduce_logsumexp`` or explicitly), so log-weights
+of +-1e6 and K in the thousands neither overflow nor underflow, and a log-weight of -inf (a
+zero-probability sample) gets weight 0 without NaN in values or gradients.
 """
 import math
 
@@ -42,19 +44,33 @@ def iwae_bound(log_weights):
     return log_mean_exp(log_weights, axis=0)
 
 
+def _finite_max(log_weights):
+    """max_k log w_k, held fixed, and 0 where every log-weight is -inf (so shifting stays finite)."""
+    top = tf.stop_gradient(tf.reduce_max(log_weights, axis=0, keepdims=True))
+    return tf.where(tf.math.is_finite(top), top, tf.zeros_like(top))
+
+
 def normalized_weights(log_weights):
-    """Self-normalised importance weights w~_k = w_k / sum_j w_j along the sample axis."""
-    return tf.nn.softmax(_as_float(log_weights), axis=0)
+    """Self-normalised importance weights w~_k = w_k / sum_j w_j along the sample axis.
+
+    A softmax, except that an example whose log-weights are all -inf gets weights 0, not NaN.
+    """
+    log_weights = _as_float(log_weights)
+    shifted = tf.exp(log_weights - _finite_max(log_weights))
+    return tf.math.divide_no_nan(shifted, tf.reduce_sum(shifted, axis=0, keepdims=True))
 
 
 def effective_sample_size(log_weights):
-    """Kish's effective sample size 1 / sum_k w~_k^2 per example, in [1, K]. Returns [B]."""
+    """Kish's effective sample size 1 / sum_k w~_k^2 per example, in [1, K]. Returns [B].
+
+    0 for an example whose weights are all zero.
+    """
     log_weights = _as_float(log_weights)
+    # Shift by the max first: at |log w| ~ 1e6 float32 resolves 2 * lse(l) only to ~0.25 nats.
+    shifted = log_weights - _finite_max(log_weights)
     # exp(2 lse(l) - lse(2l)) = (sum w)^2 / sum w^2 without forming the weights themselves.
-    return tf.exp(
-        2.0 * tf.reduce_logsumexp(log_weights, axis=0)
-        - tf.reduce_logsumexp(2.0 * log_weights, axis=0)
-    )
+    log_ess = 2.0 * tf.reduce_logsumexp(shifted, axis=0) - tf.reduce_logsumexp(2.0 * shifted, axis=0)
+    return tf.where(tf.math.is_finite(log_ess), tf.exp(log_ess), tf.zeros_like(log_ess))
 
 
 def iwae_surrogate(log_weights):
@@ -80,7 +96,31 @@ def dreg_surrogate(log_weights_stopped_q):
     """
     log_weights_stopped_q = _as_float(log_weights_stopped_q)
     weights_sq = tf.stop_gradient(tf.square(normalized_weights(log_weights_stopped_q)))
-    return -tf.reduce_sum(weights_sq * log_weights_stopped_q, axis=0)
+    return -_weighted_sum(weights_sq, log_weights_stopped_q)
+
+
+def _weighted_sum(weights, values):
+    """sum_k weights_k * values_k over the sample axis, where a zero weight ignores its value.
+
+    A zero-probability sample has log w = -inf and weight 0; 0 * -inf would be NaN in the value
+    and in the gradient, so such entries are masked out (their gradient is exactly 0).
+    """
+    values = tf.where(weights > 0, values, tf.zeros_like(values))
+    return tf.reduce_sum(weights * values, axis=0)
+
+
+def weighted_log_prob_surrogate(log_weights, log_prob):
+    """-sum_k stop(w~_k) log_prob_k per example [B], with w~ = normalized_weights(log_weights).
+
+    Its gradient is minus the self-normalised importance-sampling estimate of
+    E_posterior[grad log_prob]. One formula serves:
+      * AIS training's decoder loss: log_weights the AIS log-weights, log_prob = log p(x, z_k);
+      * reweighted wake-sleep (Bornschein & Bengio 2015), wake-theta: log_prob = log p(x, z_k);
+        wake-phi: log_prob = log q(stop(z_k)|x), the samples held fixed.
+    The weights carry no gradient, so log_weights may be the same tensor as log_prob.
+    """
+    weights = tf.stop_gradient(normalized_weights(log_weights))
+    return -_weighted_sum(weights, _as_float(log_prob))
 
 
 # Exposed so tests and benchmarks can build exact log-likelihoods with the same constant.

@@ -204,7 +204,7 @@ class AISVAE(AmortizedModel):
         trace, elbo_seed = self.draw(x) if samples is None else samples
         log_w = trace.log_weights
         log_pz, log_px_z = self.log_prior_and_likelihood(trace.state, x)
-        p_loss = -tf.reduce_sum(tf.stop_gradient(estimators.normalized_weights(log_w)) * (log_pz + log_px_z), axis=0)
+        p_loss = estimators.weighted_log_prob_surrogate(log_w, log_pz + log_px_z)
         out = self.log_weights(x, 1, seed=elbo_seed)
         ais_bound = estimators.log_mean_exp(log_w, axis=0)
         metrics = self.base_metrics(out, -ais_bound)

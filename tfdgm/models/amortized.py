@@ -8,7 +8,7 @@ Each of the four is a built-in name or any Keras layer a user passes; layers are
   read as (loc, raw scale), scale = softplus(raw) + 1e-4. Subclasses with other posteriors override
   `posterior_from_params`.
 - decoder: z [..., latent_dim] (any leading axes, e.g. [K, B]) -> the likelihood's parameters,
-  reshaped to [..., *input_shape[:-1], channels * likelihood.params_per_channel].
+  reshaped to [..., *input_shape[:-1], likelihood.num_params(channels)].
 - prior: "normal", "learned_gaussian" or a layer with `distribution()` (tfdgm.distributions.priors).
 - likelihood: "bernoulli", "gaussian", "discretized_logistic" or a likelihood layer
   (tfdgm.distributions.likelihoods).
@@ -86,7 +86,7 @@ class AmortizedModel(GenerativeModel):
         self.precision = precision
         self.likelihood = get_likelihood(likelihood)
         self.prior_layer = get_prior(prior, self.latent_dim)
-        channels = self.example_shape[-1] * self.likelihood.params_per_channel
+        channels = self.likelihood.num_params(self.example_shape[-1])
         self.param_shape = self.example_shape[:-1] + (channels,)
         encoder, decoder = (keras.saving.deserialize_keras_object(n) if isinstance(n, dict) else n
                             for n in (encoder, decoder))
@@ -197,7 +197,7 @@ class AmortizedModel(GenerativeModel):
     def validate_data(self, x):
         from tfdgm.data import validate
 
-        return validate(x, likelihood=self.likelihood.data_name, name="x")
+        return validate(x, likelihood=self.likelihood, name="x")
 
     # ------------------------------------------------------------------ inference API
     def call(self, x, training=False):
