@@ -56,8 +56,11 @@ def normalized_weights(log_weights):
     A softmax, except that an example whose log-weights are all -inf gets weights 0, not NaN.
     """
     log_weights = _as_float(log_weights)
-    shifted = tf.exp(log_weights - _finite_max(log_weights))
-    return tf.math.divide_no_nan(shifted, tf.reduce_sum(shifted, axis=0, keepdims=True))
+    # tf.nn.softmax where any weight is positive (the usual case, and the same numbers as ever);
+    # its input is made finite elsewhere so that neither the value nor the gradient is NaN.
+    empty = tf.reduce_all(tf.math.is_inf(log_weights) & (log_weights < 0), axis=0, keepdims=True)
+    weights = tf.nn.softmax(tf.where(empty, tf.zeros_like(log_weights), log_weights), axis=0)
+    return tf.where(empty, tf.zeros_like(weights), weights)
 
 
 def effective_sample_size(log_weights):
