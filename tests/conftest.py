@@ -10,3 +10,7 @@ import tensorflow as tf  # noqa: E402  (after the environment it reads)
 # ops still run on CPU:0 unless a strategy places them, so other tests are unaffected.
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+# A toy objective with three parameter groups, defined outside the package: registering it here
+# puts it in every test that covers "all registered models" (tests/harness.py ALL_MODELS).
+import tests.toy_objective  # noqa: E402,F401

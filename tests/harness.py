@@ -23,6 +23,13 @@ def binary_images(num=32, shape=(8, 8, 1), seed=0):
 ALL_MODELS = sorted(models.registered_models())
 
 
+def gradients_by_path(model, x):
+    """({variable path: gradient} of the model's own training gradient, metrics) for a batch x."""
+    grads, metrics, _ = model.compute_gradients(x)
+    groups = model.group_variables()
+    return {v.path: g for group, variables in groups.items() for v, g in zip(variables, grads[group])}, metrics
+
+
 def fixed_replica_noise(table_size=1 << 16, seed=0):
     """A stand-in for `dists.gaussian_sample` whose noise does not depend on the replica layout.
 
@@ -31,7 +38,7 @@ def fixed_replica_noise(table_size=1 << 16, seed=0):
     splits a global batch into contiguous pieces in replica order). So one device and N
     replicas see the same eps for the same example, and training must agree up to float
     rounding. Real training draws distinct noise per replica instead (see
-    `LatentVariableModel._next_seed`), which makes the runs agree in law, not in value.
+    `GenerativeModel._next_seed`), which makes the runs agree in law, not in value.
     """
     import tensorflow as tf
 

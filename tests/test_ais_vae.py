@@ -17,7 +17,7 @@ from tfdgm import config as cfg
 from tfdgm import distributions as dists
 from tfdgm import models
 from tfdgm.models.ais_vae import run_chains, sample_implicit_posterior, training_betas
-from tests.harness import binary_images, fixed_replica_noise, noise_table, table_gaussian_sample, tiny_model
+from tests.harness import binary_images, gradients_by_path, fixed_replica_noise, noise_table, table_gaussian_sample, tiny_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,10 +26,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def fixed_noise(monkeypatch):
     """q's reparameterisation noise from a fixed table: two models then score the same z."""
     monkeypatch.setattr(dists, "gaussian_sample", table_gaussian_sample(noise_table()))
-
-
-def _by_name(model, grads):
-    return {v.path: g for v, g in zip(model.trainable_variables, grads)}
 
 
 def _copy_networks(source, target):
@@ -46,10 +42,9 @@ def test_one_temperature_without_move_is_iwae_for_the_decoder_and_vae_for_the_en
     vae = tiny_model("vae", num_samples=1)
     for other in (iwae, vae):
         _copy_networks(model, other)
-    grads, metrics = model.compute_gradients(x)
-    iwae_grads, iwae_metrics = iwae.compute_gradients(x)
-    vae_grads, vae_metrics = vae.compute_gradients(x)
-    ours, theirs, elbo_grads = _by_name(model, grads), _by_name(iwae, iwae_grads), _by_name(vae, vae_grads)
+    ours, metrics = gradients_by_path(model, x)
+    theirs, iwae_metrics = gradients_by_path(iwae, x)
+    elbo_grads, vae_metrics = gradients_by_path(vae, x)
     # Same z (fixed noise), w = p(x,z)/q(z|x): the AIS weight of one increment equals the IS weight
     # up to float32 rounding of log q + (log p - log q) - log q, so a relative 1e-5.
     for v in model.decoder.trainable_variables:
@@ -68,7 +63,7 @@ def test_k1_with_betas_0_1_1_1_is_hoffmans_mh_hmc(fixed_noise):
     model = tiny_model("ais_vae", num_samples=1, schedule=[0.0, 1.0, 1.0, 1.0], initial_step_size=0.3)
     assert model.num_temperatures == 3 and model.num_moves == 3  # 2 at beta=1, and the final move
     state = model.seed_generator.state.numpy()
-    grads, metrics = model.compute_gradients(x)
+    ours, metrics = gradients_by_path(model, x)
     # Replay the same chain (same seed) to get z_T.
     model.seed_generator.state.assign(state)
     chain_seed, _ = tf.unstack(tf.random.experimental.stateless_split(model._next_seed(), 2))
@@ -83,7 +78,6 @@ def test_k1_with_betas_0_1_1_1_is_hoffmans_mh_hmc(fixed_noise):
         log_pz, log_px_z = model.log_prior_and_likelihood(trace.state, x)
         loss = -tf.reduce_mean(log_pz + log_px_z)
     expected = tape.gradient(loss, model.decoder.trainable_variables)
-    ours = _by_name(model, grads)
     for v, g in zip(model.decoder.trainable_variables, expected):
         np.testing.assert_allclose(ours[v.path], g, rtol=1e-5, atol=1e-6, err_msg=v.path)
 

@@ -89,7 +89,7 @@ def test_replicas_draw_distinct_noise_and_one_device_is_unchanged(mirrored):
 
 
 def test_xla_and_multi_step_execution_are_turned_off_for_several_replicas(mirrored):
-    # Both fail inside Keras with MirroredStrategy (see LatentVariableModel.compile).
+    # Both fail inside Keras with MirroredStrategy (see GenerativeModel.compile).
     with mirrored.scope():
         model = tiny_model("vae")
         with pytest.warns(UserWarning, match="jit_compile=True is not supported with MirroredStrategy"):

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm import estimators
-from tests.harness import binary_images, tiny_model
+from tests.harness import binary_images, gradients_by_path, tiny_model
 
 K = 50
 NUM_SEEDS = 200
@@ -13,9 +13,8 @@ NUM_SEEDS = 200
 def _grads(model, x, seed):
     """(decoder grads, encoder grads) of the model's own train-step gradient, flattened."""
     model._next_seed = lambda _=None: tf.cast(seed, tf.int64)  # pin the sample draw
-    grads, _ = model.compute_gradients(x)
-    by_var = {id(v): g for v, g in zip(model.trainable_variables, grads)}
-    flat = lambda vs: tf.concat([tf.reshape(by_var[id(v)], [-1]) for v in vs], 0)
+    by_path, _ = gradients_by_path(model, x)
+    flat = lambda vs: tf.concat([tf.reshape(by_path[v.path], [-1]) for v in vs], 0)
     return flat(model.decoder.trainable_variables), flat(model.encoder.trainable_variables)
 
 
@@ -75,6 +74,6 @@ def test_iwae_with_one_sample_reports_the_elbo():
     model = tiny_model("iwae", num_samples=1)
     x = binary_images(8)
     out = model.log_weights(x, 1, seed=[1, 2])
-    loss, metrics = model._losses_from(out)
+    loss, metrics = model.metrics_from(out)
     np.testing.assert_allclose(metrics["iwae_bound"], out["log_w"][0], rtol=1e-6)
     np.testing.assert_allclose(metrics["iwae_bound"], estimators.elbo(out["log_w"]), rtol=1e-6)

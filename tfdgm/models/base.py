@@ -129,6 +129,10 @@ class GenerativeModel(keras.Model):
                 "make them non-trainable.")
         return groups
 
+    def group_variables(self):
+        """`parameter_groups()` as fixed (and checked) at compile; checked now if not compiled."""
+        return getattr(self, "_groups", None) or self._checked_groups()
+
     @property
     def optimizers_by_group(self):
         """{parameter group: optimizer} after compile; `model.optimizer` is the first group's."""
@@ -214,7 +218,7 @@ class GenerativeModel(keras.Model):
 
         Groups whose surrogate is the same tensor share one backward pass.
         """
-        groups = self._groups
+        groups = self.group_variables()
         samples = self.draw(x)
         with tf.GradientTape(persistent=True) as tape:
             losses, metrics, aux = self.surrogates(x, samples, training=True)
@@ -239,7 +243,7 @@ class GenerativeModel(keras.Model):
         x = self._unpack(data)
         grads, metrics, aux = self.compute_gradients(x)
         for group, optimizer in self._optimizers_by_group.items():
-            optimizer.apply_gradients(zip(grads[group], self._groups[group]))
+            optimizer.apply_gradients(zip(grads[group], self.group_variables()[group]))
         self.after_step(aux)
         self.step_counter.assign_add(1)
         return self._update_metrics(metrics)

@@ -64,7 +64,7 @@ class IWAE(AmortizedModel):
         # is exactly IWAE's. The gradient of dreg_surrogate w.r.t. q is sum_k w~_k^2 dlog w_k/dz_k
         # dz_k/dphi, so dL/dz_k is reweighted by w~_k once more and pushed back through the
         # (K-times cheaper) encoder only, instead of a second pass through the decoder.
-        groups = self._groups
+        groups = self.group_variables()
         with tf.GradientTape(persistent=True) as tape:
             losses, metrics, out = self.surrogates(x)
             loss = average_loss(losses["p"])

@@ -1,0 +1,116 @@
+"""The generic base: parameter groups and their optimizers, seeds, swapping components."""
+import random
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfdgm import models
+from tests.harness import TINY, binary_images, tiny_model
+from tests.toy_objective import BaselineVAE
+
+
+class ForgetfulBaselineVAE(BaselineVAE):
+    """Leaves the baseline network out of every group: its weights would silently never train."""
+
+    def parameter_groups(self):
+        return models.AmortizedModel.parameter_groups(self)
+
+
+def test_a_variable_in_no_group_is_an_error_at_compile():
+    model = ForgetfulBaselineVAE(**TINY)
+    with pytest.raises(ValueError, match=r"no parameter group.*baseline.*dense.*kernel"):
+        model.compile(optimizer="adam")
+
+
+def test_optimizers_for_unknown_groups_are_refused():
+    with pytest.raises(ValueError, match=r"unknown parameter groups \['encoder'\].*\['p', 'q'\]"):
+        tiny_model("vae").compile(optimizer="adam", optimizers={"encoder": "sgd"})
+
+
+def test_each_group_has_its_own_optimizer_and_all_come_back_from_a_keras_file(tmp_path):
+    model = tiny_model("toy_baseline_vae")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), optimizers={"q": keras.optimizers.SGD(0.0)})
+    assert sorted(model.optimizers_by_group) == ["baseline", "p", "q"]
+    assert len({id(o) for o in model.optimizers_by_group.values()}) == 3  # copies, not one shared state
+    encoder, decoder, baseline = (m.get_weights() for m in (model.encoder, model.decoder, model.baseline))
+    x = binary_images(16)
+    model.fit(x, batch_size=8, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(encoder, model.encoder.get_weights()))  # lr 0
+    assert not any(np.array_equal(a, b) for a, b in zip(decoder, model.decoder.get_weights()))
+    assert not any(np.array_equal(a, b) for a, b in zip(baseline, model.baseline.get_weights()))
+    assert [int(o.iterations) for o in model.optimizers_by_group.values()] == [2, 2, 2]
+    assert int(model.step_counter) == 2
+    # after_step ran: the running ELBO moved from 0 toward the batch ELBOs.
+    assert float(model.running_elbo) < 0
+
+    path = str(tmp_path / "toy.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert type(loaded) is BaselineVAE and int(loaded.step_counter) == 2
+    assert isinstance(loaded.optimizers_by_group["q"], keras.optimizers.SGD)
+    for group, optimizer in model.optimizers_by_group.items():
+        restored = loaded.optimizers_by_group[group]
+        assert len(restored.variables) == len(optimizer.variables) > 1
+        for a, b in zip(restored.variables, optimizer.variables):
+            np.testing.assert_array_equal(a, b, err_msg=f"{group}: {a.path}")
+
+
+def test_the_seed_fixes_the_initial_weights_without_touching_global_state():
+    state = random.getstate()
+    first = models.IWAE(seed=3, **{k: v for k, v in TINY.items() if k != "seed"})
+    assert random.getstate() == state
+    second = models.IWAE(seed=3, **{k: v for k, v in TINY.items() if k != "seed"})
+    other = models.IWAE(seed=4, **{k: v for k, v in TINY.items() if k != "seed"})
+    for a, b, c in zip(first.get_weights(), second.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        assert a.std() == 0 or not np.array_equal(a, c)
+
+
+def test_swapping_the_encoder_drops_the_old_networks_variables():
+    model = tiny_model("iwae")
+    old = {v.path for v in model.encoder.trainable_variables}
+    encoder = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(2 * model.latent_dim)], name="my_encoder")
+    encoder.build((None,) + model.example_shape)
+    model.encoder = encoder
+    paths = {v.path for v in model.trainable_variables}
+    assert not old & paths and {v.path for v in encoder.trainable_variables} <= paths
+    model.compile(optimizer="adam")
+    before = encoder.get_weights()
+    model.fit(binary_images(16), batch_size=8, epochs=1, verbose=0)
+    assert not any(np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))
+
+
+def test_schedules_count_training_steps_on_the_model():
+    model = tiny_model("vae", kl_warmup_steps=4)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), steps_per_execution=1)
+    model.fit(binary_images(16), batch_size=8, epochs=1, verbose=0)
+    assert int(model.step_counter) == 2
+    np.testing.assert_allclose(float(model.kl_weight()), 0.5)
+
+
+def test_a_model_without_an_encoder_is_expressible():
+    """The generic base carries no encoder assumption: a fully visible model (independent
+    Bernoulli pixels) trains on its exact log-likelihood, with one "all" group."""
+
+    class Pixels(models.GenerativeModel):
+        metric_names = ("loss",)
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.logits = self.add_weight(shape=self.example_shape, initializer="zeros", name="logits")
+
+        def surrogates(self, x, samples=None, training=True):
+            log_px = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=x, logits=tf.broadcast_to(self.logits, tf.shape(x))), axis=[1, 2, 3])
+            return {"all": -log_px}, {"loss": -log_px}, None
+
+    model = Pixels(input_shape=(8, 8, 1), seed=0)
+    assert not (model.has_encoder or model.has_bound or model.has_joint)
+    model.compile(optimizer=keras.optimizers.Adam(0.1))
+    x = binary_images(64)
+    model.fit(x, batch_size=16, epochs=30, verbose=0)
+    # The maximum-likelihood fit is the per-pixel mean.
+    mean = np.clip(x.mean(axis=0), 1e-3, 1 - 1e-3)
+    np.testing.assert_allclose(tf.sigmoid(model.logits), mean, atol=0.05)
