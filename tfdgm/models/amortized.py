@@ -7,7 +7,7 @@ Each of the four is a built-in name or any Keras layer a user passes; layers are
 - encoder: x [B, ...] -> (loc, scale) of a diagonal Gaussian q(z|x), or one tensor [B, 2 * latent_dim]
   read as (loc, raw scale), scale = softplus(raw) + 1e-4. Subclasses with other posteriors override
   `posterior_from_params`.
-- decoder: z [..., latent_dim] (any leading axes, e.g. [K, B]) -> the likelihood's parameters,
+- decoder: z [N, latent_dim] (the model folds sample and batch axes into N) -> the likelihood's parameters,
   reshaped to [..., *input_shape[:-1], likelihood.num_params(channels)].
 - prior: "normal", "learned_gaussian" or a layer with `distribution()` (tfdgm.distributions.priors).
 - likelihood: "bernoulli", "gaussian", "discretized_logistic" or a likelihood layer
@@ -148,8 +148,12 @@ class AmortizedModel(GenerativeModel):
         return self.posterior_from_params(self.posterior_params(x))
 
     def decode_params(self, z):
-        """The likelihood's parameters for latents z [..., latent_dim]: [..., *param_shape]."""
-        out = self.decoder(z)
+        """The likelihood's parameters for latents z [..., latent_dim]: [..., *param_shape].
+
+        The decoder sees one batch axis (sample and batch axes folded together), so any Keras
+        network built for inputs [None, latent_dim] works.
+        """
+        out = self.decoder(tf.reshape(z, [-1, self.latent_dim]))
         return tf.reshape(out, tf.concat([tf.shape(z)[:-1], self.param_shape], axis=0))
 
     def log_prior_and_likelihood(self, z, x):
