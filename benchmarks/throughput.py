@@ -8,6 +8,10 @@ a callback times each epoch (wall clock and process CPU time). The parent runs t
 round-robin over all configurations, rotating the order every repeat, and reports the median
 examples/s over all timed chunks of all repeats.
 
+Comparing source trees (e.g. a change against the commit before it, side by side in one run):
+`--trees new=.,old=/tmp/old` runs every tfdgm configuration once per tree, each child with that
+tree first on PYTHONPATH (a `git worktree add /tmp/old HEAD~1` gives the old tree).
+
 Example:
   python benchmarks/throughput.py --ks 1,5,50 --steps 200 --chunks 3 --repeats 3 \
       --output benchmarks/results/throughput.json --markdown
@@ -80,8 +84,11 @@ def run_child(cfg, steps, chunks, warmup_steps, batch_size):
     timer = Timer()
     history = model.fit(ds, epochs=chunks, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     loss = float(history.history["loss"][-1])
+    import tfdgm
+
     return {
         **cfg,
+        "tfdgm_path": os.path.dirname(tfdgm.__file__),
         "steps": steps,
         "batch_size": batch_size,
         "examples_per_s": [steps * batch_size / w for w in timer.wall],
@@ -109,12 +116,14 @@ def configurations(args):
             for k in ks:
                 for jit in args.jit:
                     for spe in spes:
-                        cfgs.append({"model": model, "k": k, "jit": jit, "precision": precision, "spe": spe})
+                        for tree in (["."] if model == common.HANDWRITTEN else args.trees):
+                            cfg = {"model": model, "k": k, "jit": jit, "precision": precision, "spe": spe}
+                            cfgs.append(dict(cfg, tree=tree) if len(args.trees) > 1 else cfg)
     return cfgs
 
 
 def cfg_key(cfg):
-    return (cfg["model"], cfg["precision"], cfg["k"], cfg["jit"], cfg.get("spe"))
+    return (cfg["model"], cfg["precision"], cfg["k"], cfg["jit"], cfg.get("spe"), cfg.get("tree"))
 
 
 def run_parent(args):
@@ -135,7 +144,11 @@ def run_parent(args):
                    "--steps", str(args.steps), "--chunks", str(args.chunks),
                    "--warmup_steps", str(args.warmup_steps), "--batch_size", str(args.batch_size)]
             started = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
+            env = dict(os.environ)
+            if cfg.get("tree"):
+                path = os.path.abspath(args.tree_paths[cfg["tree"]])
+                env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout, env=env)
             lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
             if proc.returncode or not lines:
                 print(f"! {cfg} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
@@ -146,7 +159,7 @@ def run_parent(args):
             runs.append(result)
             rates = ", ".join(f"{r:.0f}" for r in result["examples_per_s"])
             busy = ", ".join(f"{c:.2f}" for c in result["cores_busy"])
-            print(f"[{repeat}] {common.config_name(cfg['model'], cfg['precision']):22s} K={cfg['k']:<3d} "
+            print(f"[{repeat}] {_name(cfg):26s} K={cfg['k']:<3d} "
                   f"jit={cfg['jit']} spe={cfg.get('spe')} ex/s [{rates}] cores [{busy}] peak {result['peak_rss_mb']:.0f} MB "
                   f"(warm-up {result['warmup_s']:.1f}s, process {result['process_wall_s']:.1f}s)", flush=True)
     summary = summarize(cfgs, runs)
@@ -184,12 +197,17 @@ def summarize(cfgs, runs):
     return rows
 
 
+def _name(cfg):
+    name = common.config_name(cfg["model"], cfg["precision"])
+    return f"{name} [{cfg['tree']}]" if cfg.get("tree") else name
+
+
 def _fmt(x, spec):
     return "n/a" if x is None else format(x, spec)
 
 
 def _table_rows(summary):
-    return [[common.config_name(r["model"], r["precision"]), r["k"], "jit" if r["jit"] else "no jit",
+    return [[_name(r), r["k"], "jit" if r["jit"] else "no jit",
              "default" if r.get("spe") is None else r["spe"],
              _fmt(r["examples_per_s_median"], ",.0f"),
              _fmt(r["ratio_vs_best_handwritten"], ".2f"),
@@ -230,6 +248,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per configuration")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--child_timeout", type=int, default=3600, help="seconds before a child is killed")
+    parser.add_argument("--trees", default="", help="label=path,... source trees of tfdgm to compare (default: the installed one)")
     parser.add_argument("--output", default=None, help="write all results to this JSON file")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -248,6 +267,11 @@ def main():
     args.precisions = common.csv_list(args.precisions)
     args.spe = [v or None for v in common.csv_list(args.spe, int)]
     args.handwritten_spe = [v or None for v in common.csv_list(args.handwritten_spe, int)]
+    pairs = [t.split("=", 1) for t in common.csv_list(args.trees)]
+    if any(len(p) != 2 for p in pairs):
+        parser.error(f"--trees wants label=path pairs, got {args.trees!r}")
+    args.tree_paths = dict(pairs)
+    args.trees = [label for label, _ in pairs] or ["."]
     run_parent(args)
 
 

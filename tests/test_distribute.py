@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdgm import distribute
+from tfdgm import distribute, models
 from tfdgm import distributions as dists
 from tests.harness import ALL_MODELS, binary_images, fixed_replica_noise, tiny_model
 
@@ -47,14 +47,16 @@ def _train(name, strategy=None, epochs=2, **model_kwargs):
     return model, history
 
 
-# Models whose training draws noise inside TFP's MCMC kernels cannot get replica-independent
-# noise (the per-replica offset would need a cross-replica gather inside the kernel's loop), so
-# they are compared in their special case without MCMC moves. tests/test_ais_vae.py checks the
-# replicas' step sizes stay in sync with moves.
-WITHOUT_MCMC = {"ais_vae": {"num_temperatures": 1, "final_move": False}}
+def without_mcmc(name):
+    """Models whose training draws noise inside TFP's MCMC kernels cannot get replica-independent
+    noise (the per-replica offset would need a cross-replica gather inside the kernel's loop), so
+    annealed models (those with a `num_temperatures` argument) are compared in their special case
+    without MCMC moves. tests/test_ais_vae.py checks the replicas' step sizes stay in sync with moves."""
+    defaults = models.get_model_class(name).default_config()
+    return {"num_temperatures": 1, "final_move": False} if "num_temperatures" in defaults else {}
 
 
-@pytest.mark.parametrize("name, kwargs", [(n, WITHOUT_MCMC.get(n, {})) for n in ALL_MODELS]
+@pytest.mark.parametrize("name, kwargs", [(n, without_mcmc(n)) for n in ALL_MODELS]
                          + [("vae", {"free_bits": 0.3})], ids=ALL_MODELS + ["vae-free_bits"])
 def test_mirrored_training_matches_one_device(name, kwargs, mirrored, monkeypatch):
     monkeypatch.setattr(dists, "gaussian_sample", fixed_replica_noise())
