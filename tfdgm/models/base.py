@@ -23,35 +23,10 @@ import keras
 import tensorflow as tf
 
 from tfdgm.models import replicas
+from tfdgm.models.registry import get_model_class, register, registered_models  # noqa: F401  (re-exported)
 from tfdgm.models.replicas import average_loss, global_mean, to_seed  # noqa: F401  (re-exported)
 
-_REGISTRY = {}
 DEFAULT_STEPS_PER_EXECUTION = 10
-
-
-def register(name):
-    """Class decorator: registers a model under `name` and makes it Keras-serialisable."""
-
-    def decorator(cls):
-        if name in _REGISTRY and _REGISTRY[name].__qualname__ != cls.__qualname__:
-            raise ValueError(f"A model named {name!r} is already registered ({_REGISTRY[name].__name__}).")
-        cls = keras.saving.register_keras_serializable(package="tfdgm")(cls)
-        cls.registry_name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def registered_models():
-    """Returns {name: class} for every registered model."""
-    return dict(_REGISTRY)
-
-
-def get_model_class(name):
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown model {name!r}; registered models are {sorted(_REGISTRY)}.")
-    return _REGISTRY[name]
 
 
 class GenerativeModel(keras.Model):
