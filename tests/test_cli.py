@@ -321,6 +321,12 @@ def test_train_resumes_from_the_last_checkpoint(tmp_path):
 def test_train_refuses_a_workdir_of_another_model(tmp_path):
     workdir = str(tmp_path / "w")
     experiment.train(_small_config(epochs=1), workdir)
+    # A config.json written before the model class gained a field still matches (the field
+    # counts as its default), so the run resumes.
+    saved = json.load(open(os.path.join(workdir, "config.json")))
+    del saved["model"]["free_bits"]
+    cbs.write_json_atomic(os.path.join(workdir, "config.json"), saved)
+    assert experiment.train(_small_config(epochs=1), workdir)["steps"] == 2
     other = _small_config(epochs=2)
     other.model.latent_dim = 3
     with pytest.raises(experiment.ExperimentError, match="different model config"):

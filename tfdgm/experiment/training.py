@@ -67,9 +67,19 @@ def train(config, workdir, strategy="default"):
 
 
 def _check_workdir(config, workdir):
-    """Refuses a workdir whose training state belongs to another model config (hook for locking)."""
-    previous = wd.read_json(wd.paths(workdir)["config"])
-    if wd.has_training_state(workdir) and previous is not None and previous.get("model") != cfg.to_dict(config)["model"]:
+    """Refuses a workdir whose training state belongs to another model config (hook for locking).
+
+    Fields the saved config lacks (written before the model class gained them) count as their
+    defaults, which is what building the saved config gives."""
+    previous = (wd.read_json(wd.paths(workdir)["config"]) or {}).get("model")
+    if not wd.has_training_state(workdir) or previous is None:
+        return
+    current = cfg.to_dict(config)["model"]
+    try:
+        defaults = cfg.to_dict(cfg.model_config(previous.get("name", current["name"])))
+    except ValueError:  # the saved model is not registered in this process
+        defaults = {}
+    if dict(defaults, **previous) != current:
         raise ExperimentError(f"{workdir!r} holds a checkpoint of a different model config; use a fresh --workdir.")
 
 
