@@ -333,6 +333,22 @@ def test_train_refuses_a_workdir_of_another_model(tmp_path):
         experiment.train(other, workdir)
 
 
+def test_train_resumes_a_workdir_of_the_previous_checkpoint_format(tmp_path, capsys):
+    # state.json naming a Keras .weights.h5 file (model and optimizer) plus the seed generator state.
+    workdir, config = tmp_path / "w", _small_config(epochs=2)
+    model = cfg.build_model(config, input_shape=(28, 28, 1))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(2)
+    (workdir / "checkpoints").mkdir(parents=True)
+    model.save_weights(workdir / "checkpoints" / "state-2.weights.h5")
+    cbs.write_json_atomic(workdir / "checkpoints" / "state.json",
+                          {"step": 2, "weights": "state-2.weights.h5", "seed_generator": [0, 2]})
+    cbs.write_json_atomic(workdir / "config.json", cfg.to_dict(config))
+    assert experiment.train(config, str(workdir))["steps"] == 4
+    assert "state-2.weights.h5 (step 2)" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------- every model, from Python
 def _first_config_per_model():
     first = {}
