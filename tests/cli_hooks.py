@@ -5,7 +5,7 @@ TFDGM_TEST_FIXED_NOISE=1      reparameterisation noise from `harness.fixed_repli
 TFDGM_TEST_PAUSE_AT_STEP=N    after optimizer step N print "PAUSED AT STEP N" and sleep, so the
                               test can SIGKILL the process at a known point mid-epoch.
 TFDGM_TEST_DIE_IN_SAVE_AT_STEP=N  SIGKILL itself half-way through writing the training state
-                              of step N (the weights file is written, truncated, never renamed).
+                              of step N (the state file is written, truncated, never renamed).
 """
 import os
 import signal
@@ -36,16 +36,16 @@ def _install_hooks():
 
     die_at = int(os.environ.get("TFDGM_TEST_DIE_IN_SAVE_AT_STEP", 0))
     if die_at:
-        write = cbs.TrainingCheckpoint._write_weights
+        write = cbs.TrainingCheckpoint._write_state
 
-        def dying(self, path):
-            write(self, path)
+        def dying(self, path, arrays):
+            write(self, path, arrays)
             if cbs._step(self.model) == die_at:
                 with open(path, "r+b") as f:
                     f.truncate(os.path.getsize(path) // 2)
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        cbs.TrainingCheckpoint._write_weights = dying
+        cbs.TrainingCheckpoint._write_state = dying
 
 
 if __name__ == "__main__":

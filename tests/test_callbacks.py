@@ -1,4 +1,4 @@
-"""Image grids, atomic files, NaNGuard, AtomicCheckpoint, ImageSummary and scalar summaries."""
+"""Image grids, atomic files, NaNGuard, TrainingCheckpoint, ImageSummary and scalar summaries."""
 import json
 import os
 
@@ -87,7 +87,7 @@ def test_nan_guard_stops_and_checkpoint_keeps_last_good_epoch(tmp_path):
     model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False, steps_per_execution=1)
     messages = []
     guard = cbs.NaNGuard(print_fn=messages.append)
-    ckpt = cbs.AtomicCheckpoint(tmp_path / "ckpt", print_fn=messages.append)
+    ckpt = cbs.TrainingCheckpoint(tmp_path / "ckpt", every_n_steps=0, print_fn=messages.append)
     images = cbs.ImageSummary(tmp_path, _binary(4), num_samples=4)
     history = cbs.JSONHistory()
     model.fit(_nan_at_epoch_2_batch_3(), epochs=5, steps_per_epoch=4, verbose=0, shuffle=False,
@@ -100,11 +100,14 @@ def test_nan_guard_stops_and_checkpoint_keeps_last_good_epoch(tmp_path):
     assert len(history.history) == 2  # training stopped in epoch 2 (Keras still ends the epoch)
 
     # The checkpoint is epoch 1's, complete and finite; epoch 2's NaN weights were not saved.
-    assert ckpt.saved_epoch == 1
-    assert json.loads((tmp_path / "ckpt" / "last.json").read_text())["epoch"] == 1
-    restored = keras.models.load_model(ckpt.path, compile=False)
+    assert ckpt.saved_epoch == 1 and ckpt.saved_step == 4
+    assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["epochs_completed"] == 1
+    restored = _tiny_vae()
+    restored.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    cbs.TrainingCheckpoint.restore(restored, cbs.TrainingCheckpoint.read(tmp_path / "ckpt"))
     assert cbs.all_finite(restored) and not cbs.all_finite(model)
-    assert any("keeping the previous checkpoint (epoch 1)" in m for m in messages)
+    assert restored.optimizer.iterations.numpy() == 4
+    assert any("keeping the previous training state (step 4)" in m for m in messages)
     assert _no_temp_files(tmp_path / "ckpt")
 
 

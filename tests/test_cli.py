@@ -1,9 +1,11 @@
-"""The tfdgm command line end to end on Fashion-MNIST (a few steps), and the config files.
+"""The tfdgm command line and `tfdgm.experiment` end to end on Fashion-MNIST (a few steps), and
+every config file in configs/ (found by glob: a new file is tested without being listed here).
 
 `train` and a typo'd override run in a subprocess (`python -m tfdgm.cli`), exactly as a user
 would; the other subcommands and errors run in-process through the same absl flag parser, with
 flag values restored after each call, which saves a TensorFlow start-up per test.
 """
+import glob
 import importlib.util
 import json
 import math
@@ -21,10 +23,16 @@ from PIL import Image
 from tfdgm import callbacks as cbs
 from tfdgm import cli
 from tfdgm import config as cfg
+from tfdgm import data as tfdata
+from tfdgm import experiment
 from tfdgm import models
+from tests import custom_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {
+CONFIGS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
+# What the configs of today are known to choose (checked on top of the generic checks, which
+# every file in configs/ gets): model, K and gradient estimator.
+EXPECTED = {
     "vae_mlp_fashion_mnist": ("vae", 1, None),
     "iwae_k5_mlp_fashion_mnist": ("iwae", 5, "iwae"),
     "iwae_k50_mlp_fashion_mnist": ("iwae", 50, "iwae"),
@@ -83,8 +91,9 @@ def workdir(tmp_path_factory):
 # ---------------------------------------------------------------------------- train
 def test_train_writes_every_artefact(workdir):
     for name in ("config.json", "metrics.json", "model.keras", "samples.png", "reconstructions.png",
-                 "checkpoints/last.keras", "checkpoints/last.json"):
+                 "checkpoints/state.json", "checkpoints/state-3.npz"):
         assert os.path.isfile(os.path.join(workdir, name)), name
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["state-3.npz", "state.json"]  # one mechanism
     assert os.listdir(os.path.join(workdir, "logs", "train")), "no TensorBoard events"
     assert not [f for f in os.listdir(workdir) if f.startswith(".tmp-")]
 
@@ -157,7 +166,7 @@ def test_sample_writes_a_png_and_is_deterministic(workdir, tmp_path):
     first, second = str(tmp_path / "a.png"), str(tmp_path / "b.png")
     assert _run_cli("sample", "--workdir", workdir, "--num_samples", "16", "--seed", "1", "--output", first) == 0
     assert _png_size(first) == (4 * 29 - 1, 4 * 29 - 1)
-    cli.sample(workdir, num_samples=16, seed=1, output=second)
+    assert experiment.sample(workdir, num_samples=16, seed=1, output=second) == second
     assert open(first, "rb").read() == open(second, "rb").read()
 
 
@@ -206,22 +215,40 @@ def _load_config_file(name):
     return module.get_config()
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_the_known_configs_are_all_there():
+    assert set(EXPECTED) <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
 def test_config_file_loads_and_builds_its_model(name):
-    model_name, num_samples, estimator = CONFIGS[name]
     config = _load_config_file(name)
-    assert config.model.name == model_name and config.model.num_samples == num_samples
+    model_class = models.get_model_class(config.model.name)
+    # config.model is the class's constructor defaults (declared once, by the class), overridden.
+    assert set(config.model.keys()) == {"name"} | set(model_class.default_config())
+    if name in EXPECTED:
+        model_name, num_samples, estimator = EXPECTED[name]
+        assert config.model.name == model_name and config.model.num_samples == num_samples
+        assert config.get("model").get("gradient_estimator") == estimator
     # IWAE K=50 trains in graph mode: faster than XLA on CPU (BENCHMARKS.md).
     assert config.data.name == "fashion_mnist" and config.training.jit_compile is (name not in GRAPH_MODE_CONFIGS)
-    assert config.get("model").get("gradient_estimator") == estimator
     with pytest.raises((AttributeError, KeyError)):
         config.training.epoch = 3  # locked: a typo cannot add a field
     cfg.validate(config)
     model = cfg.build_model(config, input_shape=(28, 28, 1))
-    assert isinstance(model, models.get_model_class(model_name)) and model.num_samples == num_samples
-    if estimator:
-        assert model.gradient_estimator == estimator
+    assert type(model) is model_class
+    for key, value in cfg.model_kwargs(config).items():  # every plain field reached the constructor
+        attribute = getattr(model, key, None)
+        if isinstance(attribute, (bool, int, float, str, tuple)) and key != "seed":
+            assert attribute == value, key
     assert cfg.to_dict(cfg.from_dict(cfg.to_dict(config))) == cfg.to_dict(config)
+
+
+def test_base_config_takes_a_model_registered_anywhere():
+    config = cfg.base_config(custom_model.NAME)
+    assert config.model.note == "declared by the class" and config.model.seed == 0
+    assert config.model.hidden_units == (200, 200)  # a tuple, so --config.model.hidden_units=(32,16) parses
+    with pytest.raises(ValueError, match="Unknown model 'gan'"):
+        cfg.base_config("gan")
 
 
 def test_validate_rejects_meaningless_values():
@@ -250,7 +277,7 @@ def _small_config(epochs):
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_load = cli.tfdata.load
+    real_load = tfdata.load
 
     def load_with_nan(name, split="train", **kwargs):
         ds = real_load(name, split, **kwargs)
@@ -259,23 +286,126 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
         # The 4th training batch (epoch 2, batch 2 with 2 steps per epoch) turns NaN.
         return ds.enumerate().map(lambda i, x: tf.where(i == 3, x * np.nan, x))
 
-    monkeypatch.setattr(cli.tfdata, "load", load_with_nan)
+    monkeypatch.setattr(tfdata, "load", load_with_nan)
     workdir = str(tmp_path / "w")
-    assert cli.train(_small_config(epochs=4), workdir) == 1
+    assert experiment.train(_small_config(epochs=4), workdir)["status"] == "nan"
     metrics = _metrics(workdir)
-    assert metrics["status"] == "nan" and metrics["last_good_epoch"] == 1
+    assert metrics["status"] == "nan" and metrics["last_good_epoch"] == 1 and metrics["last_good_step"] == 2
+    assert metrics["last_good_checkpoint"] == os.path.join(workdir, "checkpoints", "state-2.npz")
     assert metrics["failure"]["epoch"] == 2 and metrics["failure"]["batch"] == 2
     assert "loss" in metrics["failure"]["metrics"]
     assert not os.path.exists(os.path.join(workdir, "model.keras"))  # no NaN model written
-    restored = keras.models.load_model(os.path.join(workdir, "checkpoints", "last.keras"), compile=False)
-    assert cbs.all_finite(restored)
+    monkeypatch.undo()
+    # The unfinished workdir still evaluates and samples, from its last good training state.
+    restored = experiment.load_model(workdir)
+    assert cbs.all_finite(restored) and restored.seed_generator.state.numpy().tolist() != [0, 0]
+    state = np.load(metrics["last_good_checkpoint"])
+    for i, weight in enumerate(restored.weights):
+        np.testing.assert_array_equal(weight.numpy(), state[f"model/{i}"])
+    assert experiment.sample(workdir, num_samples=4) == os.path.join(workdir, "samples-seed0.png")
+    result = experiment.evaluate(workdir, num_samples=2, num_examples=10, diagnostics=False)
+    assert math.isfinite(result["test_nll"]) and _metrics(workdir)["status"] == "nan"
 
 
 def test_train_resumes_from_the_last_checkpoint(tmp_path):
     workdir = str(tmp_path / "w")
-    assert cli.train(_small_config(epochs=1), workdir) == 0
-    assert cli.train(_small_config(epochs=2), workdir) == 0
-    metrics = _metrics(workdir)
+    assert experiment.train(_small_config(epochs=1), workdir)["status"] == "completed"
+    metrics = experiment.train(_small_config(epochs=2), workdir)
+    assert metrics == _metrics(workdir) and metrics["status"] == "completed"
     assert [r["epoch"] for r in metrics["history"]] == [1, 2]
     assert metrics["steps"] == 4  # the optimizer state (and its step) came back
-    assert json.load(open(os.path.join(workdir, "checkpoints", "last.json")))["epoch"] == 2
+    state = json.load(open(os.path.join(workdir, "checkpoints", "state.json")))
+    assert state["epochs_completed"] == 2 and state["step"] == 4 and state["file"] == "state-4.npz"
+
+
+def test_train_refuses_a_workdir_of_another_model(tmp_path):
+    workdir = str(tmp_path / "w")
+    experiment.train(_small_config(epochs=1), workdir)
+    # A config.json written before the model class gained a field still matches (the field
+    # counts as its default), so the run resumes.
+    saved = json.load(open(os.path.join(workdir, "config.json")))
+    del saved["model"]["free_bits"]
+    cbs.write_json_atomic(os.path.join(workdir, "config.json"), saved)
+    assert experiment.train(_small_config(epochs=1), workdir)["steps"] == 2
+    other = _small_config(epochs=2)
+    other.model.latent_dim = 3
+    with pytest.raises(experiment.ExperimentError, match="different model config"):
+        experiment.train(other, workdir)
+
+
+def test_train_resumes_a_workdir_of_the_previous_checkpoint_format(tmp_path, capsys):
+    # state.json naming a Keras .weights.h5 file (model and optimizer) plus the seed generator state.
+    workdir, config = tmp_path / "w", _small_config(epochs=2)
+    model = cfg.build_model(config, input_shape=(28, 28, 1))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(2)
+    (workdir / "checkpoints").mkdir(parents=True)
+    model.save_weights(workdir / "checkpoints" / "state-2.weights.h5")
+    cbs.write_json_atomic(workdir / "checkpoints" / "state.json",
+                          {"step": 2, "weights": "state-2.weights.h5", "seed_generator": [0, 2]})
+    cbs.write_json_atomic(workdir / "config.json", cfg.to_dict(config))
+    assert experiment.train(config, str(workdir))["steps"] == 4
+    assert "state-2.weights.h5 (step 2)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- every model, from Python
+def _first_config_per_model():
+    first = {}
+    for name in CONFIGS:
+        first.setdefault(_load_config_file(name).model.name, name)
+    return sorted(first.values())
+
+
+@pytest.mark.parametrize("name", _first_config_per_model())
+def test_experiment_train_from_python_for_every_model_in_configs(name, tmp_path):
+    config = _load_config_file(name)
+    config.model.hidden_units, config.model.latent_dim = (16,), 4
+    config.data.batch_size = 20
+    config.training.update(epochs=1, max_steps_per_epoch=2, jit_compile=False, steps_per_execution=1)
+    config.eval.update(num_samples=2, num_examples=20, num_image_samples=4)
+    metrics = experiment.train(config, str(tmp_path))
+    assert metrics["status"] == "completed" and metrics["steps"] == 2 and math.isfinite(metrics["test_nll"])
+    model = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    assert type(model) is models.get_model_class(config.model.name)
+    # Every parameter group's optimizer is in the training state.
+    groups = sorted(json.load(open(tmp_path / "checkpoints" / "state.json"))["groups"])
+    state = np.load(tmp_path / "checkpoints" / "state-2.npz")
+    assert sorted({k.split("/")[1] for k in state if k.startswith("optimizer/")}) == groups
+
+
+# ---------------------------------------------------------------------------- a model registered outside
+CUSTOM_CONFIG = '''"""A config whose model is registered by a module it imports, not by tfdgm."""
+import tests.custom_model  # noqa: F401  (registers the model)
+from tfdgm.config import base_config
+
+
+def get_config():
+    config = base_config(tests.custom_model.NAME)
+    config.model.note = "set by the config file"
+    return config
+'''
+
+
+def test_a_config_importing_its_own_model_trains_and_capabilities_are_respected(tmp_path, capsys):
+    path = tmp_path / "custom.py"
+    path.write_text(CUSTOM_CONFIG)
+    workdir = str(tmp_path / "w")
+    result = _subprocess("train", "--config", str(path), "--workdir", workdir, "--config.model.hidden_units=(16,)",
+                         "--config.model.latent_dim=4", "--config.training.jit_compile=False", *FAST)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Test NLL (IWAE-K) skipped: the model has has_encoder=False" in result.stdout
+    metrics = _metrics(workdir)
+    assert metrics["status"] == "completed" and metrics["model"] == custom_model.NAME and "test_nll" not in metrics
+    assert set(metrics["skipped"]) == {"test_nll", "latent_diagnostics", "reconstructions"}
+    assert "latent_active_units" not in metrics["history"][0]
+    assert os.path.exists(os.path.join(workdir, "samples.png"))
+    assert not os.path.exists(os.path.join(workdir, "reconstructions.png"))
+    model = keras.models.load_model(os.path.join(workdir, "model.keras"), compile=False)
+    assert isinstance(model, custom_model.VAEWithoutEncoder) and model.note == "set by the config file"
+
+    assert _run_cli("evaluate", "--workdir", workdir) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tfdgm: error: --method iwae needs a model with has_encoder and has_bound")
+    assert len(err.strip().splitlines()) == 1
+    assert _run_cli("sample", "--workdir", workdir, "--num_samples", "4") == 0

@@ -153,7 +153,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
     assert not os.path.exists(temp_dir) and "is not the chief" not in out0
     metrics = json.load(open(tmp_path / "multi" / "metrics.json"))
     assert metrics["num_replicas"] == 2 and metrics["steps"] == 6 and metrics["status"] == "completed"
-    for name in ("model.keras", "samples.png", "checkpoints/state.json", "checkpoints/last.keras"):
+    for name in ("model.keras", "samples.png", "checkpoints/state.json", "checkpoints/state-6.npz"):
         assert os.path.exists(tmp_path / "multi" / name), name
 
     # Same initial weights, the same examples per step (split_global_batches) and the same noise:

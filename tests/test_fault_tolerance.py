@@ -111,12 +111,41 @@ def test_training_state_is_not_saved_from_non_finite_losses(tmp_path):
     assert guard.failure == {"epoch": 2, "batch": 2, "global_step": 4, "metrics": {"loss": float("inf")}}
     assert "non-finite loss=inf at epoch 2, batch 2 (optimizer step 4)" in messages[-1]
     assert state.saved_step == 2 and cbs.TrainingCheckpoint.read(tmp_path)["step"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["state-2.npz", "state.json"]  # the previous file is gone
 
     restored = tiny_model("vae")
     restored.compile(optimizer="sgd")
     cbs.TrainingCheckpoint.restore(restored, cbs.TrainingCheckpoint.read(tmp_path))
     assert restored.optimizer.iterations.numpy() == 2
     np.testing.assert_array_equal(restored.seed_generator.state.numpy(), [7, 2])
+    for a, b in zip(restored.weights, model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_training_state_holds_every_optimizer_of_a_model_with_parameter_groups(tmp_path):
+    model = tiny_model("ais_vae")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False, steps_per_execution=1)
+    state = cbs.TrainingCheckpoint(tmp_path, every_n_steps=0)
+    model.fit(binary_images(16), batch_size=8, epochs=1, verbose=0, callbacks=[state])
+    saved = cbs.TrainingCheckpoint.read(tmp_path)
+    assert saved["step"] == 2 and saved["groups"] == ["p", "q"]
+
+    restored = tiny_model("ais_vae")
+    restored.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    cbs.TrainingCheckpoint.restore(restored, saved)
+    for group, optimizer in model.optimizers_by_group.items():
+        other = restored.optimizers_by_group[group]
+        assert len(optimizer.variables) == len(other.variables) > 2
+        for a, b in zip(optimizer.variables, other.variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=f"{group} {a.path}")
+    for a, b in zip(model.weights, restored.weights):  # including the adapted HMC step sizes
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(restored.seed_generator.state.numpy(), model.seed_generator.state.numpy())
+
+    wrong = tiny_model("ais_vae", hidden_units=(16, 7))
+    wrong.compile(optimizer="adam", jit_compile=False)
+    with pytest.raises(ValueError, match="shape"):
+        cbs.TrainingCheckpoint.restore(wrong, saved)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("-inf")])

@@ -4,6 +4,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from tfdgm import callbacks, data, distributions, estimators, evaluation, mcmc, models, nets  # noqa: E402
+from tfdgm import experiment  # noqa: E402  (after the modules it uses)
 
 __version__ = "0.1.0"
-__all__ = ["callbacks", "data", "distributions", "estimators", "evaluation", "mcmc", "models", "nets"]
+__all__ = ["callbacks", "data", "distributions", "estimators", "evaluation", "experiment", "mcmc", "models", "nets"]

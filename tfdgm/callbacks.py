@@ -13,7 +13,6 @@ import keras
 import numpy as np
 
 __all__ = [
-    "AtomicCheckpoint",
     "ImageSummary",
     "JSONHistory",
     "NaNGuard",
@@ -23,6 +22,7 @@ __all__ = [
     "save_model_atomic",
     "save_reconstruction_grid",
     "tile_images",
+    "training_state_arrays",
     "write_json_atomic",
 ]
 
@@ -158,15 +158,18 @@ def save_reconstruction_grid(originals, reconstructions, path, ncols=8):
 
 
 class ImageSummary(keras.callbacks.Callback):
-    """Writes workdir/samples.png (model.sample) and workdir/reconstructions.png every n epochs.
+    """Writes workdir/samples.png (model.sample) and workdir/reconstructions.png every n epochs
+    (reconstructions=False: samples only).
 
     Samples use a fixed seed so that successive grids show how the model improves, not noise.
     The final images are written at the end of training even if the last epoch is not a
     multiple of every_n_epochs; nothing is written from a model whose weights are not finite.
     """
 
-    def __init__(self, workdir, data_batch, every_n_epochs=1, num_samples=64, seed=0, ncols=None):
+    def __init__(self, workdir, data_batch, every_n_epochs=1, num_samples=64, seed=0, ncols=None,
+                 reconstructions=True):
         super().__init__()
+        self.reconstructions = bool(reconstructions)  # False for a model without an encoder
         self.workdir = os.fspath(workdir)
         self.data_batch = np.asarray(data_batch, np.float32)
         self.every_n_epochs = int(every_n_epochs)
@@ -185,11 +188,13 @@ class ImageSummary(keras.callbacks.Callback):
         return os.path.join(self.workdir, "reconstructions.png")
 
     def write(self, model=None):
-        """Writes both PNGs now; returns their paths."""
+        """Writes both PNGs (only samples.png without reconstructions) now; returns their paths."""
         model = model or self.model
         samples = keras.ops.convert_to_numpy(model.sample(self.num_samples, seed=self.seed))
         ncols = self.ncols or math.ceil(math.sqrt(self.num_samples))
         save_image_grid(samples, self.samples_path, ncols)
+        if not self.reconstructions:
+            return (self.samples_path,)
         recons = keras.ops.convert_to_numpy(model.reconstruct(self.data_batch))
         save_reconstruction_grid(self.data_batch, recons, self.reconstructions_path, self.ncols or 8)
         return self.samples_path, self.reconstructions_path
@@ -264,57 +269,6 @@ class NaNGuard(keras.callbacks.Callback):
                 f"(optimizer step {f['global_step']}); training stopped.")
 
 
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Saves the whole model (weights and optimizer state) to directory/last.keras every n epochs.
-
-    Each save goes to a temporary file that is then renamed, so last.keras is always a complete
-    checkpoint. Saves are skipped when the epoch's logs or the weights are not finite, so a
-    diverged run keeps its last good checkpoint. directory/last.json records its epoch and step.
-    """
-
-    def __init__(self, directory, every_n_epochs=1, filename="last.keras", print_fn=print):
-        super().__init__()
-        self.directory = os.fspath(directory)
-        self.every_n_epochs = int(every_n_epochs)
-        self.filename = filename
-        self.print_fn = print_fn
-        self.saved_epoch = None
-        self._epoch = None
-        self._logs = None
-        self._attempted_epoch = None
-
-    @property
-    def path(self):
-        return os.path.join(self.directory, self.filename)
-
-    @property
-    def state_path(self):
-        return os.path.splitext(self.path)[0] + ".json"
-
-    def _save(self, epoch, logs):
-        self._attempted_epoch = epoch
-        values = {k: _to_float(v) for k, v in (logs or {}).items()}
-        if any(v is not None and not math.isfinite(v) for v in values.values()) or not all_finite(self.model):
-            self.print_fn(f"AtomicCheckpoint: epoch {epoch + 1} is not finite; keeping the previous "
-                          f"checkpoint ({'none' if self.saved_epoch is None else f'epoch {self.saved_epoch}'}).")
-            return
-        save_model_atomic(self.model, self.path)
-        step = _step(self.model)
-        write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": step, "metrics": values,
-                                            "time": time.time()})
-        self.saved_epoch = epoch + 1
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._epoch, self._logs = epoch, logs
-        if self.every_n_epochs > 0 and (epoch + 1) % self.every_n_epochs == 0:
-            self._save(epoch, logs)
-
-    def on_train_end(self, logs=None):
-        # Also keep the final epoch when it is not a multiple of every_n_epochs.
-        if self._epoch is not None and self._attempted_epoch != self._epoch and self.every_n_epochs > 0:
-            self._save(self._epoch, self._logs)
-
-
 class JSONHistory(keras.callbacks.Callback):
     """Keeps per-epoch logs (plus the epoch's wall time) and calls on_update(history) after each.
 
@@ -339,30 +293,62 @@ class JSONHistory(keras.callbacks.Callback):
             self.on_update(self.history)
 
 
+def training_state_arrays(model):
+    """{name: array} of everything needed to resume: every model weight (trainable or not, e.g.
+    HMC step sizes), the variables of every optimizer in `model.optimizers_by_group` (slots and
+    iteration count) and the SeedGenerator state. Variables are named by position: Keras's own
+    variable paths depend on how many layers the process created before."""
+    arrays = {f"model/{i}": _numpy(w) for i, w in enumerate(model.weights)}
+    for group, optimizer in _optimizers(model).items():
+        arrays.update({f"optimizer/{group}/{i}": _numpy(v) for i, v in enumerate(optimizer.variables)})
+    arrays["seed_generator"] = _numpy(model.seed_generator.state)
+    return arrays
+
+
+def _optimizers(model):
+    groups = getattr(model, "optimizers_by_group", None)
+    return dict(groups) if groups else ({"all": model.optimizer} if getattr(model, "optimizer", None) else {})
+
+
+def _assign(variables, arrays, prefix, what):
+    names = sorted((k for k in arrays if k.startswith(prefix)), key=lambda k: int(k[len(prefix):]))
+    if len(names) != len(variables):
+        raise ValueError(f"the training state has {len(names)} {what} variables, the model {len(variables)}.")
+    for variable, name in zip(variables, names):
+        if tuple(arrays[name].shape) != tuple(variable.shape):
+            raise ValueError(f"the training state's {name} has shape {arrays[name].shape}, the model's "
+                             f"{variable.path} {tuple(variable.shape)}.")
+        variable.assign(arrays[name])
+
+
 class TrainingCheckpoint(keras.callbacks.Callback):
-    """Everything needed to resume *mid-epoch*, saved every n optimizer steps and at epoch ends.
+    """The training state, saved every n optimizer steps and every n-th epoch end, for resuming
+    *mid-epoch* after a kill; the one checkpoint of a training run.
 
-    directory/state.json names the weights file (model and optimizer state, `save_weights`) and
-    holds the global step and the SeedGenerator state, which `save_weights` leaves out. The
-    weights go to a new state-<step>.weights.h5 (written to a temporary name, then renamed), then
-    state.json is replaced, and only then is the previous weights file removed: a kill at any
-    point leaves state.json naming a complete file. The data position is the global step: the
-    CLI feeds one deterministic stream of batches and skips the ones already trained on.
-    Like AtomicCheckpoint, nothing is saved from non-finite logs or weights.
+    directory/state-<step>.npz holds `training_state_arrays(model)`: model weights, every
+    parameter group's optimizer and the SeedGenerator state. It is written to a temporary name
+    and renamed, then directory/state.json (step, epochs completed, file name) is replaced, and
+    only then is the previous state file removed: a kill at any point leaves state.json naming a
+    complete file. The data position is the global step (the experiment feeds one deterministic
+    stream of batches and skips the ones already trained on). Nothing is saved from non-finite
+    logs, weights or optimizer state, so a diverged run keeps its last good state.
 
-    Keras's BackupAndRestore is not used: it restarts an interrupted epoch from its first batch
-    (it records the batch but does not skip to it), does not save the SeedGenerator state and
-    overwrites its file in place.
+    Keras's BackupAndRestore is not used: it restarts an interrupted epoch from its first batch,
+    does not save the SeedGenerator state and overwrites its file in place.
     """
 
     STATE = "state.json"
 
-    def __init__(self, directory, every_n_steps=100, print_fn=print):
+    def __init__(self, directory, every_n_steps=100, every_n_epochs=1, print_fn=print):
         super().__init__()
         self.directory = os.fspath(directory)
         self.every_n_steps = int(every_n_steps)
+        self.every_n_epochs = int(every_n_epochs)
         self.print_fn = print_fn
         self.saved_step = None
+        self.saved_epoch = None
+        self._epochs_completed = 0
+        self._refused = False
 
     @property
     def state_path(self):
@@ -370,52 +356,77 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     @classmethod
     def read(cls, directory):
-        """The saved state dict (with "weights_path"), or None if there is none."""
+        """The saved state dict (with "path", the state file's full path), or None if none."""
         path = os.path.join(os.fspath(directory), cls.STATE)
         if not os.path.exists(path):
             return None
         with open(path, encoding="utf-8") as f:
             state = json.load(f)
-        state["weights_path"] = os.path.join(os.fspath(directory), state["weights"])
+        # "weights": a state.json of earlier versions, naming a Keras .weights.h5 file.
+        state["path"] = os.path.join(os.fspath(directory), state.get("file") or state["weights"])
         return state
 
     @staticmethod
-    def restore(model, state):
-        """Loads a state from `read` into a compiled model (weights, optimizer, seed generator)."""
-        if not model.optimizer.built:  # load_weights needs the optimizer's slots to exist
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(state["weights_path"])
-        model.seed_generator.state.assign(np.asarray(state["seed_generator"], np.int64))
+    def restore(model, state, optimizers=True):
+        """Loads a state from `read` into the model (weights, seed generator) and, with optimizers,
+        into every (compiled) optimizer. Raises ValueError if the state does not fit the model."""
+        with np.load(state["path"], allow_pickle=False) as data:
+            arrays = dict(data)
+        _assign(model.weights, arrays, "model/", "model")
+        if optimizers:
+            groups = _optimizers(model)
+            if sorted(groups) != sorted(state.get("groups", groups)):
+                raise ValueError(f"the training state has optimizer groups {state['groups']}, the model {sorted(groups)}.")
+            for group, optimizer in groups.items():
+                if not optimizer.built:  # the slots must exist before they can be loaded
+                    if len(groups) > 1:
+                        raise ValueError(f"optimizer {group!r} is not built: a model with several parameter "
+                                         "groups must build its optimizers in compile().")
+                    optimizer.build(model.trainable_variables)
+                _assign(optimizer.variables, arrays, f"optimizer/{group}/", f"optimizer {group!r}")
+        model.seed_generator.state.assign(arrays["seed_generator"])
 
-    def _write_weights(self, path):
-        self.model.save_weights(path)
+    def _write_state(self, path, arrays):
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
 
-    def save(self, logs=None):
+    def save(self, logs=None, epochs_completed=None):
+        """Saves the state now unless it is already saved or not finite; returns the step saved or None."""
         step = _step(self.model)
         if step is None or step == self.saved_step:
-            return
-        values = {k: _to_float(v) for k, v in (logs or {}).items()}
-        if any(v is not None and not math.isfinite(v) for v in values.values()) or not all_finite(self.model):
-            return
-        previous = self.read(self.directory) if os.path.exists(self.state_path) else None
-        name = f"state-{step}.weights.h5"
-        _replace_with(os.path.join(self.directory, name), self._write_weights, suffix=".weights.h5")
-        write_json_atomic(self.state_path, {
-            "step": step, "weights": name, "time": time.time(),
-            "seed_generator": _numpy(self.model.seed_generator.state).tolist()})
-        if previous is not None and previous["weights"] != name and os.path.exists(previous["weights_path"]):
-            os.remove(previous["weights_path"])
-        self.saved_step = step
+            return None
+        arrays = training_state_arrays(self.model)
+        values = [_to_float(v) for v in (logs or {}).values()]
+        finite = all(v is None or math.isfinite(v) for v in values) and all(
+            np.all(np.isfinite(a)) for a in arrays.values() if np.issubdtype(a.dtype, np.floating))
+        if not finite:
+            if not self._refused:
+                self.print_fn(f"TrainingCheckpoint: step {step} is not finite; keeping the previous training "
+                              f"state ({'none' if self.saved_step is None else f'step {self.saved_step}'}).")
+            self._refused = True
+            return None
+        epochs_completed = self._epochs_completed if epochs_completed is None else epochs_completed
+        previous = self.read(self.directory)
+        name = f"state-{step}.npz"
+        _replace_with(os.path.join(self.directory, name), lambda tmp: self._write_state(tmp, arrays), suffix=".npz")
+        write_json_atomic(self.state_path, {"step": step, "epochs_completed": epochs_completed, "file": name,
+                                            "groups": sorted(_optimizers(self.model)), "time": time.time()})
+        if previous is not None and previous["path"] != os.path.join(self.directory, name) and os.path.exists(previous["path"]):
+            os.remove(previous["path"])
+        self.saved_step, self.saved_epoch = step, epochs_completed
+        return step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epochs_completed = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
-        last = self.saved_step or 0
-        if self.every_n_steps > 0 and step - last >= self.every_n_steps:
+        if self.every_n_steps > 0 and step - (self.saved_step or 0) >= self.every_n_steps:
             self.save(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.save(logs)
-
+        if self.every_n_epochs > 0 and (epoch + 1) % self.every_n_epochs == 0:
+            self.save(logs, epochs_completed=epoch + 1)
 
 # ---------------------------------------------------------------------------- latent diagnostics
 class LatentDiagnostics(keras.callbacks.Callback):
@@ -427,7 +438,7 @@ class LatentDiagnostics(keras.callbacks.Callback):
     when they come after this callback in the list. The prefix keeps them apart from the
     training metric "kl" and Keras's "val_" metrics. Epochs that are skipped (not a multiple of
     every_n_epochs, or non-finite weights) add no entries rather than NaNs, which would make
-    AtomicCheckpoint refuse to save. `self.results` keeps every full result as (epoch, dict).
+    TrainingCheckpoint refuse to save. `self.results` keeps every full result as (epoch, dict).
 
     When the number of active units drops to 0 it warns through print_fn: every latent
     dimension's posterior mean has stopped moving with x (posterior collapse).

@@ -1,7 +1,8 @@
 """Experiment configs: the shared defaults, and helpers that turn a config into data and a model.
 
-Every file in configs/ calls `base_config(model_name)` and overrides only what differs, so the
-defaults live here once. Configs are locked: assigning to a field that does not exist (a typo)
+Every file in configs/ calls `base_config(model_name)` and overrides only what differs. Model
+defaults are declared once, by the model class (`default_config()`); the experiment defaults
+(data, training, evaluation) live here. Configs are locked: assigning to a field that does not exist (a typo)
 raises instead of silently adding a new field.
 """
 import json
@@ -10,26 +11,41 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-# Constructor arguments only some models accept, with their defaults. Only the chosen model's
-# extras go into `config.model`, so every field there is passed straight to the constructor.
-MODEL_EXTRAS = {
-    "vae": {"beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0},
-    "iwae": {"gradient_estimator": "iwae"},
-    "iwae_dreg": {"gradient_estimator": "dreg"},
-    # AIS training (Ding & Freedman): T temperatures, L leapfrog steps; schedule "linear" (the
-    # paper's), "geometric", "sigmoidal" or "mh_hmc" (betas 0, 1, ..., 1: Hoffman's MH-HMC).
-    "ais_vae": {"num_temperatures": 5, "leapfrog_steps": 5, "schedule": "linear", "final_move": True,
-                "initial_step_size": 0.05, "target_accept_prob": 0.65, "step_size_factor": 1.02},
-}
+# Experiment-level values of model fields whose constructor default is not what an experiment
+# wants: a fixed seed, so every run (and every resumed or multi-worker one) starts from the same
+# initial weights and noise. Applied only to fields the model's constructor has.
+MODEL_EXPERIMENT_DEFAULTS = {"seed": 0}
 
 # config.model fields that are not constructor arguments.
 _NOT_CONSTRUCTOR_ARGS = ("name",)
 
 
-def base_config(model_name="vae", num_samples=1):
-    """The full, locked default config (Fashion-MNIST, Burda et al. MLP) for `model_name`."""
-    if model_name not in MODEL_EXTRAS:
-        raise ValueError(f"No default config for model {model_name!r}; known: {sorted(MODEL_EXTRAS)}.")
+def model_config(model_name, **overrides):
+    """config.model for `model_name`: its name and every constructor argument with the default its
+    class declares (`default_config()`), experiment defaults and overrides applied. Works for
+    any registered model, including one registered by a module that a config file imports."""
+    from tfdgm import models
+
+    defaults = models.get_model_class(model_name).default_config()
+    defaults.update({k: v for k, v in MODEL_EXPERIMENT_DEFAULTS.items() if k in defaults})
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(f"model {model_name!r} has no constructor argument(s) {unknown}; it has {sorted(defaults)}.")
+    defaults.update(overrides)
+    config = ml_collections.ConfigDict()
+    config.name = model_name
+    for key, value in defaults.items():
+        # Tuples, not lists: ml_collections parses --config.model.hidden_units=(32,16) for tuples.
+        config[key] = tuple(value) if isinstance(value, list) else value
+    return config
+
+
+def base_config(model_name="vae", num_samples=None):
+    """The full, locked default config (Fashion-MNIST, Burda et al. MLP) for `model_name`.
+
+    config.model comes from the model class (`model_config`); num_samples=None keeps the class's
+    default K. Raises ValueError for a model name that is not registered.
+    """
     config = ml_collections.ConfigDict()
 
     config.data = ml_collections.ConfigDict()
@@ -42,17 +58,7 @@ def base_config(model_name="vae", num_samples=1):
     config.data.validation_size = 0
     config.data.seed = 0
 
-    config.model = ml_collections.ConfigDict()
-    config.model.name = model_name
-    config.model.num_samples = num_samples
-    config.model.latent_dim = 50
-    config.model.architecture = "mlp"
-    config.model.hidden_units = (200, 200)
-    config.model.likelihood = "bernoulli"
-    config.model.precision = "float32"
-    config.model.seed = 0
-    for key, value in MODEL_EXTRAS[model_name].items():
-        config.model[key] = value
+    config.model = model_config(model_name, **({} if num_samples is None else {"num_samples": num_samples}))
 
     config.training = ml_collections.ConfigDict()
     config.training.epochs = 10
@@ -61,9 +67,10 @@ def base_config(model_name="vae", num_samples=1):
     config.training.jit_compile = True
     config.training.steps_per_execution = 10  # optimizer steps per compiled call
     config.training.max_steps_per_epoch = 0  # 0 = a full pass over the training set
+    # The training state (checkpoints/state-<step>.npz: weights, every optimizer, seeds; the data
+    # position is the step) is saved at every n-th epoch end and every n steps (0 = never), so a
+    # killed run resumes mid-epoch. Step saves land on whole executions of steps_per_execution.
     config.training.checkpoint_every_n_epochs = 1
-    # Training state (weights, optimizer, seeds, data position) for resuming mid-epoch after a
-    # kill; 0 = at epoch ends only. Saves land on whole executions of steps_per_execution steps.
     config.training.checkpoint_every_n_steps = 100
     config.training.image_every_n_epochs = 1
 
@@ -79,6 +86,25 @@ def base_config(model_name="vae", num_samples=1):
 
     config.lock()
     return config
+
+
+def check_override_paths(config, paths):
+    """Raises ValueError naming the first dotted path (e.g. "training.epoch") that is not a field of
+    config, with the closest field as a suggestion. Checks field names only, not values."""
+    import difflib
+
+    for path in paths:
+        node, seen = config, []
+        for key in path.split("."):
+            if "[" in key or not isinstance(node, (ml_collections.ConfigDict, dict)):
+                break  # indexing into a tuple, or a non-dict field: left to ml_collections
+            if key not in node:
+                message = f"the config has no field {'.'.join(seen + [key])!r}."
+                close = difflib.get_close_matches(key, list(node.keys()), n=1)
+                if close:
+                    message += f' Did you mean "{close[0]}" instead of "{key}"?'
+                raise ValueError(message)
+            node, seen = node[key], seen + [key]
 
 
 def validate(config):

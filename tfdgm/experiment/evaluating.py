@@ -1,0 +1,133 @@
+"""`evaluate` and `sample`: test log-likelihoods and sample grids of a workdir's model."""
+import math
+import os
+import time
+
+import keras
+
+from tfdgm import callbacks as cbs
+from tfdgm import evaluation
+from tfdgm.experiment import workdir as wd
+from tfdgm.experiment.workdir import ExperimentError, log
+
+EVAL_METHODS = ("iwae", "ais", "bdmc")
+
+
+def evaluate_nll(model, config, num_samples, num_examples, seed):
+    """The IWAE-K test NLL as metrics updates (test_nll, test_nll_stderr, eval)."""
+    images = wd.test_images(config, num_examples, config.eval.batch_size)
+    log(f"Evaluating the IWAE-{num_samples} NLL on {len(images)} test images...")
+    start = time.perf_counter()
+    nll, stderr = evaluation.iwae_nll(model, images, num_samples=num_samples, batch_size=config.eval.batch_size,
+                                      seed=seed, verbose=wd.verbose())
+    elapsed = time.perf_counter() - start
+    log(f"Test NLL (IWAE-{num_samples}, {len(images)} images): {nll:.3f} +- {stderr:.3f} nats ({elapsed:.1f} s)")
+    return {
+        "test_nll": nll,
+        "test_nll_stderr": stderr,
+        "eval": {"num_samples": int(num_samples), "num_examples": int(len(images)), "split": "test",
+                 "binarize": config.data.test_binarize, "seed": int(seed), "time_s": elapsed},
+    }
+
+
+def evaluation_record(result):
+    return dict(result["eval"], test_nll=result["test_nll"], test_nll_stderr=result["test_nll_stderr"])
+
+
+def _evaluate_ais(model, config, method, num_examples, seed, ais):
+    """AIS NLL on test images, or the BDMC sandwich on simulated ones, as a metrics record."""
+    start = time.perf_counter()
+    budget = (f"T={ais['num_steps']}, {ais['num_chains']} chains, L={ais['leapfrog_steps']}, {ais['schedule']}, "
+              f"from {ais['start']}")
+    if method == "ais":
+        images = wd.test_images(config, num_examples, config.eval.batch_size)
+        log(f"Evaluating the AIS NLL on {len(images)} test images ({budget})...")
+        result = evaluation.ais_log_likelihoods(model, images, seed=seed, verbose=wd.verbose(), **ais).summary()
+        accept = result["accept_prob"]
+        log(f"Test NLL (AIS, {len(images)} images): {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats, "
+            f"mean HMC acceptance {accept if accept is None else round(accept, 3)}")
+    else:
+        num_examples = num_examples or 100
+        log(f"BDMC on {num_examples} images simulated from the model ({budget})...")
+        result = evaluation.bdmc(model, num_examples, seed=seed, verbose=wd.verbose(), **ais).summary()
+        log(f"BDMC: {result['lower']:.3f} <= log p(x) <= {result['upper']:.3f}, gap {result['gap']:.3f} "
+            f"+- {result['gap_stderr']:.3f} nats")
+    result.update(method=method, seed=int(seed), time_s=time.perf_counter() - start, **ais)
+    return result
+
+
+def _check_method(model, config, method, ais):
+    """Raises ExperimentError when the model cannot be evaluated by method."""
+    needs = {"iwae": wd.IWAE_NEEDS, "ais": ("has_joint",), "bdmc": ("has_joint",)}[method]
+    if ais["start"] == "encoder" and method != "iwae":
+        needs += ("has_encoder",)
+    lacking = wd.missing(model, *needs)
+    if lacking:
+        start = " --ais_start encoder" if method != "iwae" and "encoder" in lacking else ""
+        raise ExperimentError(f"--method {method}{start} needs a model with {' and '.join(needs)}, but "
+                              f"{config.model.name!r} has {lacking}.")
+
+
+def evaluate(workdir, num_samples=None, num_examples=None, seed=0, method="iwae", ais=None, diagnostics=True):
+    """Evaluates workdir's model on the test split and merges the result into workdir/metrics.json.
+
+    method: "iwae" (top-level test_nll), "ais" (test_nll_ais) or "bdmc" (bdmc). Every evaluation is
+    also appended to metrics["evaluations"]; with diagnostics (and a model with an encoder and
+    continuous latents), latent_diagnostics is refreshed. Works on an unfinished workdir from its
+    training state. Returns the dict merged into metrics.json.
+    """
+    config = wd.load_config(workdir)
+    num_samples = config.eval.num_samples if num_samples is None else num_samples
+    num_examples = config.eval.num_examples if num_examples is None else num_examples
+    if num_samples < 1 or num_examples < 0:
+        raise ExperimentError(f"--num_samples must be >= 1 and --num_examples >= 0, got {num_samples} and "
+                              f"{num_examples}.")
+    if method not in EVAL_METHODS:
+        raise ExperimentError(f"unknown --method {method!r}; choose one of {list(EVAL_METHODS)}.")
+    ais = dict(evaluation.DEFAULT_AIS, **(ais or {}))
+    if min(ais["num_steps"], ais["num_chains"], ais["leapfrog_steps"]) < 1:
+        raise ExperimentError("--ais_steps, --num_chains and --leapfrog_steps must be >= 1.")
+    model = wd.load_model(workdir)
+    _check_method(model, config, method, ais)
+    metrics = wd.read_json(wd.paths(workdir)["metrics"], {})
+    evaluations = metrics.get("evaluations", [])  # keep every evaluation; top-level keys hold the latest
+    if method == "iwae":
+        result = evaluate_nll(model, config, num_samples, num_examples, seed)
+        evaluations.append(evaluation_record(result))
+        updates = dict(result)
+    else:
+        result = _evaluate_ais(model, config, method, num_examples, seed, ais)
+        evaluations.append(result)
+        updates = ({"test_nll_ais": result["nll"], "test_nll_ais_stderr": result["nll_stderr"], "ais": result}
+                   if method == "ais" else {"bdmc": result})
+    lacking = wd.missing(model, *wd.DIAGNOSTICS_NEED)
+    if diagnostics and lacking:
+        log(f"Latent diagnostics skipped: the model has {lacking}.")
+    elif diagnostics:
+        images = wd.test_images(config, num_examples, config.eval.batch_size)
+        d = evaluation.latent_diagnostics(model, images, batch_size=config.eval.batch_size, seed=seed)
+        updates["latent_diagnostics"] = d
+        log(f"Latent diagnostics on {d['num_examples']} test images: {d['active_units']} of {model.latent_dim} "
+            f"units active, KL {d['kl']:.2f} nats, I_q(x; z) ~ {d['mutual_information']:.2f} nats.")
+    wd.update_metrics(workdir, evaluations=evaluations, **updates)
+    log(f"Merged into {wd.paths(workdir)['metrics']}.")
+    return dict(updates, evaluations=evaluations)
+
+
+def sample(workdir, num_samples=None, seed=0, output=None):
+    """Writes a PNG grid of num_samples images drawn from workdir's model; returns its path.
+
+    num_samples defaults to the run's config.eval.num_image_samples; output to
+    WORKDIR/samples-seed<SEED>.png. Works on an unfinished workdir from its training state.
+    """
+    if num_samples is not None and num_samples < 1:
+        raise ExperimentError(f"--num_samples must be >= 1, got {num_samples}.")
+    model = wd.load_model(workdir)
+    if num_samples is None:
+        saved = wd.read_json(wd.paths(workdir)["config"], {})
+        num_samples = saved.get("eval", {}).get("num_image_samples", 64)
+    output = output or os.path.join(workdir, f"samples-seed{seed}.png")
+    images = keras.ops.convert_to_numpy(model.sample(num_samples, seed=seed))
+    cbs.save_image_grid(images, output, ncols=math.ceil(math.sqrt(num_samples)))
+    log(f"Wrote {num_samples} samples (seed {seed}) to {output}.")
+    return output
