@@ -11,6 +11,8 @@ import tensorflow as tf  # noqa: E402  (after the environment it reads)
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-# A toy objective with three parameter groups, defined outside the package: registering it here
-# puts it in every test that covers "all registered models" (tests/harness.py ALL_MODELS).
+# Models defined outside the package (a toy objective with three parameter groups, and a model
+# without encoder or bound): registering them here, before any test module is collected, puts them
+# in every test that covers "all registered models" (tests/harness.py ALL_MODELS).
+import tests.custom_model  # noqa: E402,F401
 import tests.toy_objective  # noqa: E402,F401

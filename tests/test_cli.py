@@ -409,3 +409,32 @@ def test_a_config_importing_its_own_model_trains_and_capabilities_are_respected(
     assert err.startswith("tfdgm: error: --method iwae needs a model with has_encoder and has_bound")
     assert len(err.strip().splitlines()) == 1
     assert _run_cli("sample", "--workdir", workdir, "--num_samples", "4") == 0
+
+
+TOY_CONFIG = '''"""The three-group toy objective of tests/toy_objective.py, trained by the CLI from this file alone."""
+import tests.toy_objective  # noqa: F401  (registers the model)
+from tfdgm.config import base_config
+
+
+def get_config():
+    config = base_config("toy_baseline_vae")
+    config.model.running_mean_decay = 0.5
+    return config
+'''
+
+
+def test_a_new_objective_with_three_parameter_groups_trains_through_the_cli(tmp_path):
+    path = tmp_path / "toy.py"
+    path.write_text(TOY_CONFIG)
+    workdir = str(tmp_path / "w")
+    result = _subprocess("train", "--config", str(path), "--workdir", workdir, "--config.model.hidden_units=(16,)",
+                         "--config.model.latent_dim=4", *FAST)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = _metrics(workdir)
+    assert metrics["status"] == "completed" and metrics["model"] == "toy_baseline_vae"
+    assert np.isfinite(metrics["test_nll"]) and "baseline_error" in metrics["history"][-1]
+    assert metrics["history"][-1]["running_elbo"] < 0  # after_step ran
+    state = json.load(open(os.path.join(workdir, "checkpoints", "state.json")))
+    assert sorted(state["groups"]) == ["baseline", "p", "q"]
+    model = keras.models.load_model(os.path.join(workdir, "model.keras"), safe_mode=True)
+    assert model.running_mean_decay == 0.5 and sorted(model.optimizers_by_group) == ["baseline", "p", "q"]
