@@ -40,8 +40,8 @@ step_size: [T-1, B] the step size each transition used (NaN for step_size=None).
 
 def _per_part(step, parts):
     """[B] step sizes -> one [1, B, 1, ...] tensor per state part, in its dtype."""
-    return [tf.cast(tf.reshape(step, [1, -1] + [1] * (p.shape.rank - 2)), p.dtype if p.dtype.is_floating else step.dtype)
-            for p in parts]
+    return [tf.cast(tf.reshape(step, [1, -1] + [1] * (p.shape.rank - 2)),
+                    p.dtype if p.dtype.is_floating else step.dtype) for p in parts]
 
 
 def _as_parts(state):
