@@ -56,7 +56,8 @@ def ais(annealed_log_prob_fn, initial_state, betas, *, seed, kernel_fn=None, num
     """Runs AIS chains along `betas` and returns an `AISTrace`. Unbiased for Z_T / Z_0.
 
     Args:
-      annealed_log_prob_fn: (state, beta scalar) -> log f_beta(state) [C, B].
+      annealed_log_prob_fn: (state, beta scalar) -> log f_beta(state) [N, B]; when adapting it
+        sees the pilot and weighted chains together (N = P + C, pilot first).
       initial_state: exact draws from f_{betas[0]}: a tensor or a tf.nest structure of tensors,
         each with chain axis 0 and batch axis 1 ([C, B, ...]).
       betas: [T + 1] inverse temperatures, increasing (forward AIS) or decreasing (reverse AIS).
@@ -71,7 +72,9 @@ def ais(annealed_log_prob_fn, initial_state, betas, *, seed, kernel_fn=None, num
         (`hmc.adapt_step_size`, clipped to [min_step_size, max_step_size]) on `pilot_state`.
         Skipped for kernels whose results carry no acceptance ratio.
       pilot_state: [P, B, ...] exact draws from f_{betas[0]}, independent of initial_state, in
-        its structure: the pilot chains that adaptation reads. Required when adapting.
+        its structure: the pilot chains that adaptation reads (their moves use other elements of
+        each step's random draws, so they are independent too). Required when adapting; their
+        weights and states are not returned.
     """
     parts = _as_parts(initial_state)
     structure = initial_state
@@ -92,6 +95,7 @@ def ais(annealed_log_prob_fn, initial_state, betas, *, seed, kernel_fn=None, num
             raise ValueError("Step-size adaptation needs pilot_state: exact draws from the start of the path, "
                              "independent of initial_state, that tune the steps (adapting on the weighted chains "
                              "biases AIS). Or pass adapt_step_size=False.")
+        tf.nest.assert_same_structure(initial_state, pilot_state)
         pilot_parts = _as_parts(pilot_state)
         num_pilot = tf.shape(pilot_parts[0])[0]
         parts = [tf.concat([p, q], axis=0) for p, q in zip(pilot_parts, parts)]
