@@ -17,9 +17,9 @@ tfd = tfp.distributions
 class LinearGaussianModel:
     """p(z) = N(0, I_d), p(x|z) = N(W z + b, s^2 I_n), with log p(x) = log N(x; b, W W^T + s^2 I).
 
-    Implements the protocol AIS and BDMC need from a tfdgm model (latent_dim, example_shape,
-    encoder, posterior, log_prior_and_likelihood, sample_joint). The "encoder" is the exact
-    posterior's mean with an inflated diagonal scale, so AIS from it still has work to do.
+    Implements the protocol AIS and BDMC need from a tfdgm model (example_shape, prior,
+    posterior, log_prior_and_likelihood, sample_joint). q(z|x) is the exact posterior's mean
+    with an inflated diagonal scale, so AIS from it still has work to do.
     """
 
     def __init__(self, n=8, d=3, noise=0.6, inflate=1.5, seed=0):
@@ -38,6 +38,9 @@ class LinearGaussianModel:
         loc = tf.linalg.matvec(self.post_cov @ self.w.T / self.noise**2, x - self.b)
         scale = self.inflate * tf.sqrt(tf.linalg.diag_part(self.post_cov)) * tf.ones_like(loc)
         return loc, scale
+
+    def prior(self):
+        return tfd.Independent(tfd.Normal(tf.zeros(self.latent_dim), 1.0), 1)
 
     def posterior(self, x):
         loc, scale = self.encoder(x)
@@ -143,9 +146,10 @@ def test_nan_proposals_are_rejected_and_a_collapsing_step_size_is_reported(capsy
         return tf.where(tf.norm(z, axis=-1) < 1.5, value, tf.fill(tf.shape(value), np.nan))
 
     z0 = 0.1 * tf.random.stateless_normal([4, 5, 3], seed=[0, 1])
+    pilot = 0.1 * tf.random.stateless_normal([2, 5, 3], seed=[0, 2])
     run_ais = tf.function(mcmc.ais)  # eager would step the 400-move loop in Python
     trace = run_ais(nan_outside_the_unit_ball, z0, mcmc.annealing_schedule("linear", 30), seed=[1, 2],
-                     step_size=2.0, num_leapfrog_steps=5)
+                     step_size=2.0, num_leapfrog_steps=5, pilot_state=pilot)
     assert np.all(np.isfinite(trace.log_weights)) and np.all(np.isfinite(trace.state))
     assert np.all(tf.norm(trace.state, axis=-1) < 1.5)
     assert trace.accept_prob.numpy().min() < 0.5
@@ -153,10 +157,11 @@ def test_nan_proposals_are_rejected_and_a_collapsing_step_size_is_reported(capsy
     def nowhere_but_the_start(z, beta):
         # Every move is divergent: acceptance 0 drives the step size down to its floor.
         value = annealed(z, beta)
-        return tf.where(tf.reduce_all(z == z0, axis=-1), value, tf.fill(tf.shape(value), np.nan))
+        start = tf.concat([pilot, z0], axis=0)  # ais runs the pilot chains first, in the same call
+        return tf.where(tf.reduce_all(z == start, axis=-1), value, tf.fill(tf.shape(value), np.nan))
 
     trace = run_ais(nowhere_but_the_start, z0, mcmc.annealing_schedule("linear", 400), seed=[1, 2],
-                     step_size=1e-3, min_step_size=1e-4)
+                     step_size=1e-3, min_step_size=1e-4, pilot_state=pilot)
     result = result_from_traces([trace.log_weights], [trace.accept_prob], [trace.step_size], min_step_size=1e-4)
     assert result.collapsed == 5 and result.summary()["collapsed_step_sizes"] == 5
     evaluation.ais._warn_if_collapsed(result)
@@ -196,8 +201,9 @@ def test_eager_and_graph_ais_give_the_same_numbers(linear_gaussian):
     model, x = linear_gaussian
     x = tf.constant(x[:6])
     z0 = initial_state(model, x, "prior", 3, tf.constant([2, 3]))
+    pilot = initial_state(model, x, "prior", 2, tf.constant([2, 4]))
     run = lambda: mcmc.ais(annealed_log_prob_fn(model, x, "prior"), z0, mcmc.annealing_schedule("linear", 8),  # noqa: E731
-                           seed=[5, 5], num_leapfrog_steps=3)
+                           seed=[5, 5], num_leapfrog_steps=3, pilot_state=pilot)
     eager, graph = run(), tf.function(run)()
     for a, b in zip(eager, graph):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -1,10 +1,11 @@
 """log p(x) by annealed importance sampling with HMC (Wu, Burda, Salakhutdinov & Grosse 2017).
 
 The reference estimate for decoder-based models: C chains per example anneal from the prior (or
-from q(z|x), "AIS with encoder") to the posterior along f_beta(z) = f_0(z)^(1-beta) p(x, z)^beta.
-Each chain's weight is unbiased for p(x), so log of their mean is a stochastic lower bound that
-tightens as the number of intermediate distributions grows; unlike IWAE it does not rely on the
-encoder being good.
+from q(z|x), "AIS with encoder") to the posterior along f_beta(z) = f_0(z)^(1-beta) p(x, z)^beta
+(`tfdgm.mcmc.annealing`). Each chain's weight is exactly unbiased for p(x) (Neal 2001): the HMC
+step sizes are adapted on separate pilot chains and only replayed by the weighted ones
+(`tfdgm.mcmc.ais`). So log of their mean is a stochastic lower bound that tightens as the number
+of intermediate distributions grows; unlike IWAE it does not rely on the encoder being good.
 """
 import dataclasses
 import math
@@ -13,11 +14,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdgm import distributions as dists
 from tfdgm import estimators, mcmc
 from tfdgm.evaluation.common import batches, mean_and_stderr
-
-STARTS = ("prior", "encoder")
+# Re-exported: models/ais_vae.py imports them from here until it is ported to tfdgm.mcmc.
+from tfdgm.mcmc.annealing import STARTS, annealed_log_prob_fn, check_start, initial_state, require  # noqa: F401
 
 # The default budget (`tfdgm evaluate --method ais`): sized so 1,000 Fashion-MNIST test images of
 # a Burda-MLP model take under 15 minutes on 2 CPU cores (BENCHMARKS.md). Wu et al. used 16
@@ -94,49 +94,34 @@ def result_from_traces(log_weights, accept_probs, step_sizes, sign=1.0, min_step
         step_size=np.median(steps, axis=1) if steps.size else np.zeros([0]), collapsed=collapsed)
 
 
-def annealed_log_prob_fn(model, x, start):
-    """(state [C, B, D], beta) -> log f_beta, the geometric path from the prior or q(z|x) to p(x, z)."""
-    if start == "prior":
-        def annealed(z, beta):
-            log_pz, log_px_z = model.log_prior_and_likelihood(z, x)
-            return log_pz + beta * log_px_z
-        return annealed
-    if start == "encoder":
-        posterior = model.posterior(x)
-
-        def annealed(z, beta):
-            log_qz = posterior.log_prob(z)
-            log_pz, log_px_z = model.log_prior_and_likelihood(z, x)
-            return log_qz + beta * (log_pz + log_px_z - log_qz)
-        return annealed
-    raise ValueError(f"Unknown AIS start {start!r}; choose one of {STARTS}.")
-
-
-def initial_state(model, x, start, num_chains, seed):
-    """C exact draws per example from the start of the path: the prior or q(z|x). [C, B, D]."""
-    if start == "encoder":
-        loc, scale = model.encoder(x)
-    else:
-        loc = tf.zeros([tf.shape(x)[0], model.latent_dim])
-        scale = tf.ones_like(loc)
-    return dists.gaussian_sample(loc, scale, num_chains, seed)
+def default_pilot_chains(num_chains):
+    """C // 4 clipped to [2, 8] (and at most C): the +-2% step rule needs only the sign of the
+    acceptance error, which the mean acceptance probability of a few chains gives reliably (one
+    chain is too noisy: BDMC gaps grew 2-3x), so the pilot adds at most 25% to the chains' cost
+    for C >= 8 (it runs in the same kernel call as the weighted chains)."""
+    num_chains = int(num_chains)
+    return min(num_chains, max(2, min(8, num_chains // 4)))
 
 
 class AISRunner:
     """Compiles one AIS batch function for a model and settings; reused by `ais_*` and `bdmc`."""
 
     def __init__(self, model, *, num_steps, num_chains, leapfrog_steps, schedule, start, step_size,
-                 target_accept_prob, min_step_size=1e-4, jit_compile=False):
-        if start not in STARTS:
-            raise ValueError(f"Unknown AIS start {start!r}; choose one of {STARTS}.")
+                 target_accept_prob, min_step_size=1e-4, pilot_chains=None, kernel_fn=None, jit_compile=False):
+        check_start(model, start)
+        if kernel_fn is None:
+            require(model, "has_continuous_latents", "AIS with HMC (the default kernel_fn)")
         if int(num_chains) < 1 or int(leapfrog_steps) < 1:
             raise ValueError(f"num_chains and leapfrog_steps must be >= 1, got {num_chains} and {leapfrog_steps}.")
+        pilot_chains = default_pilot_chains(num_chains) if pilot_chains is None else int(pilot_chains)
+        if pilot_chains < 1:
+            raise ValueError(f"pilot_chains must be >= 1, got {pilot_chains}.")
         if not 0.0 < target_accept_prob < 1.0:
             raise ValueError(f"target_accept_prob must lie in (0, 1), got {target_accept_prob}.")
         self.model = model
         self.betas = mcmc.annealing_schedule(schedule, num_steps)
-        self.num_chains = int(num_chains)
-        self.leapfrog_steps = int(leapfrog_steps)
+        self.num_chains, self.pilot_chains = int(num_chains), pilot_chains
+        self.kernel_fn = kernel_fn or mcmc.hmc_kernel_fn(int(leapfrog_steps))
         self.start = start
         self.step_size = float(step_size)
         self.target_accept_prob = float(target_accept_prob)
@@ -145,18 +130,19 @@ class AISRunner:
         self.reverse = tf.function(self._reverse, jit_compile=jit_compile)
 
     def _forward(self, x, seed):
-        init_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        init_seed, pilot_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
         z = initial_state(self.model, x, self.start, self.num_chains, init_seed)
+        # The pilot's own exact starting draws: the steps it tunes must not depend on z.
+        pilot = initial_state(self.model, x, self.start, self.pilot_chains, pilot_seed)
         return mcmc.ais(annealed_log_prob_fn(self.model, x, self.start), z, self.betas, seed=chain_seed,
-                        num_leapfrog_steps=self.leapfrog_steps, step_size=self.step_size,
+                        kernel_fn=self.kernel_fn, step_size=self.step_size, pilot_state=pilot,
                         target_accept_prob=self.target_accept_prob, min_step_size=self.min_step_size)
 
     def _reverse(self, x, z_posterior, step_sizes, seed):
         """Reverse AIS from exact posterior draws z_posterior [B, D], replaying `step_sizes` [T-1, B]."""
         z = tf.tile(z_posterior[None], [self.num_chains, 1, 1])
         return mcmc.ais(annealed_log_prob_fn(self.model, x, self.start), z, self.betas[::-1], seed=seed,
-                        num_leapfrog_steps=self.leapfrog_steps, step_size=step_sizes[::-1],
-                        adapt_step_size=False)
+                        kernel_fn=self.kernel_fn, step_size=step_sizes[::-1], adapt_step_size=False)
 
 
 def default_batch_size(model, num_chains, max_elements=2**22):
@@ -166,8 +152,8 @@ def default_batch_size(model, num_chains, max_elements=2**22):
 
 def ais_log_likelihoods(model, data, *, num_steps=DEFAULT_AIS["num_steps"], num_chains=DEFAULT_AIS["num_chains"],
                         leapfrog_steps=DEFAULT_AIS["leapfrog_steps"], schedule=DEFAULT_AIS["schedule"],
-                        start=DEFAULT_AIS["start"], step_size=0.05, target_accept_prob=0.65, batch_size=None, seed=0,
-                        jit_compile=False, verbose=True):
+                        start=DEFAULT_AIS["start"], step_size=0.05, target_accept_prob=0.65, pilot_chains=None,
+                        kernel_fn=None, batch_size=None, seed=0, jit_compile=False, verbose=True):
     """Per-example AIS estimates of log p(x) for a model with a tractable log p(x, z); an AISResult.
 
     Args:
@@ -177,11 +163,15 @@ def ais_log_likelihoods(model, data, *, num_steps=DEFAULT_AIS["num_steps"], num_
         forward-backward passes per example (the +1 scores each new temperature).
       schedule: "sigmoidal", "linear", "geometric" or an explicit array of betas (tfdgm.mcmc).
       start: "prior" (Wu et al.'s protocol; independent of the encoder) or "encoder" (q(z|x)).
-      step_size, target_accept_prob: initial leapfrog step, adapted per example and transition.
+      step_size, target_accept_prob: initial leapfrog step, adapted per example and transition
+        on `pilot_chains` extra chains (default `default_pilot_chains`: C // 4 in [2, 8]) with
+        their own starting draws; the C weighted chains replay the pilot's steps, so each weight
+        stays exactly unbiased for p(x). The pilot's weights are discarded.
+      kernel_fn: a `tfdgm.mcmc` kernel factory replacing HMC (leapfrog_steps is then unused).
     """
     runner = AISRunner(model, num_steps=num_steps, num_chains=num_chains, leapfrog_steps=leapfrog_steps,
-                       schedule=schedule, start=start, step_size=step_size,
-                       target_accept_prob=target_accept_prob, jit_compile=jit_compile)
+                       schedule=schedule, start=start, step_size=step_size, target_accept_prob=target_accept_prob,
+                       pilot_chains=pilot_chains, kernel_fn=kernel_fn, jit_compile=jit_compile)
     batch_size = batch_size or default_batch_size(model, num_chains)
     total = None if isinstance(data, tf.data.Dataset) else math.ceil(len(data) / batch_size)
     progress = keras.utils.Progbar(total, unit_name="batch") if verbose else None

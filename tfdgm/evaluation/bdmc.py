@@ -5,6 +5,9 @@ Forward AIS from the prior gives a stochastic lower bound on log p(x); reverse A
 and annealed back to the prior gives a stochastic upper bound. The gap between them bounds the
 error of the forward estimate at the same budget on this model and data, so it says how many
 steps the forward AIS on real data needs.
+
+Both directions are exactly unbiased (for p(x) and 1/p(x)): the forward steps are adapted on
+separate pilot chains (`tfdgm.mcmc.ais`), and the reverse pass replays that frozen trace.
 """
 import dataclasses
 import math
@@ -14,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm.evaluation.common import mean_and_stderr
-from tfdgm.evaluation.ais import DEFAULT_AIS, AISResult, AISRunner, _warn_if_collapsed, default_batch_size, result_from_traces
+from tfdgm.evaluation.ais import (DEFAULT_AIS, AISResult, AISRunner, _warn_if_collapsed, default_batch_size, require,
+                                  result_from_traces)
 
 
 @dataclasses.dataclass
@@ -42,19 +46,21 @@ class BDMCResult:
 
 def bdmc(model, num_examples=100, *, num_steps=DEFAULT_AIS["num_steps"], num_chains=DEFAULT_AIS["num_chains"],
          leapfrog_steps=DEFAULT_AIS["leapfrog_steps"], schedule=DEFAULT_AIS["schedule"], start=DEFAULT_AIS["start"],
-         step_size=0.05, target_accept_prob=0.65, batch_size=None, seed=0, jit_compile=False,
-         verbose=True):
+         step_size=0.05, target_accept_prob=0.65, pilot_chains=None, kernel_fn=None, batch_size=None, seed=0,
+         jit_compile=False, verbose=True):
     """Lower and upper stochastic bounds on log p(x) for `num_examples` images simulated from `model`.
 
-    The forward chains adapt their step sizes; the reverse chains replay the forward step-size
-    trace backwards (per example), so both directions use the same transition kernels, as
-    the sandwich argument requires. Returns a BDMCResult; `.gap` is its width in nats.
+    The forward step sizes are adapted on `pilot_chains` separate chains and frozen (as in
+    `ais_log_likelihoods`); the reverse chains replay that trace backwards (per example), so both
+    directions use the same transition kernels, as the sandwich argument requires. Returns a
+    BDMCResult; `.gap` is its width in nats.
     """
     if int(num_examples) < 1:
         raise ValueError(f"BDMC needs num_examples >= 1, got {num_examples}.")
+    require(model, "has_joint", "BDMC (simulated data (z, x) ~ p(z) p(x|z) and log p(x, z))")
     runner = AISRunner(model, num_steps=num_steps, num_chains=num_chains, leapfrog_steps=leapfrog_steps,
-                       schedule=schedule, start=start, step_size=step_size,
-                       target_accept_prob=target_accept_prob, jit_compile=jit_compile)
+                       schedule=schedule, start=start, step_size=step_size, target_accept_prob=target_accept_prob,
+                       pilot_chains=pilot_chains, kernel_fn=kernel_fn, jit_compile=jit_compile)
     z_true, x_all = (t.numpy() for t in model.sample_joint(int(num_examples), seed=tf.constant([seed, 0])))
     batch_size = batch_size or default_batch_size(model, num_chains)
     total = math.ceil(len(x_all) / batch_size)

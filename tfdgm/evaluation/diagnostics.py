@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tfdgm import distributions as dists
 from tfdgm.evaluation.common import batches, mean_and_stderr
+from tfdgm.mcmc.annealing import require
 
 __all__ = [
     "PosteriorStatistics",
@@ -53,6 +54,7 @@ def posterior_statistics(model, data, batch_size=100):
 
     Every other function here takes `statistics=` so that several diagnostics share this pass.
     """
+    require(model, "has_encoder", "Latent diagnostics (q(z|x) from model.posterior)")
     prior = model.prior().distribution  # the per-dimension Normal under the Independent wrapper
     locs, scales, kls = [], [], []
     for x in batches(data, batch_size):
