@@ -7,7 +7,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfdgm import evaluation, mcmc
-from tfdgm.evaluation.ais import annealed_log_prob_fn, initial_state, result_from_traces
+from tfdgm.evaluation.ais import result_from_traces
+from tfdgm.mcmc import annealed_log_prob_fn, initial_state
 from tests.harness import binary_images, tiny_model
 from tests.test_evaluation import _exact_log_px
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tfdgm import estimators, mcmc
 from tfdgm.evaluation.common import batches, mean_and_stderr
 # Re-exported: models/ais_vae.py imports them from here until it is ported to tfdgm.mcmc.
-from tfdgm.mcmc.annealing import STARTS, annealed_log_prob_fn, check_start, initial_state, require  # noqa: F401
+from tfdgm.mcmc.annealing import STARTS, annealed_log_prob_fn, check_start, initial_state, require
 
 # The default budget (`tfdgm evaluate --method ais`): sized so 1,000 Fashion-MNIST test images of
 # a Burda-MLP model take under 15 minutes on 2 CPU cores (BENCHMARKS.md). Wu et al. used 16

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm import estimators, mcmc
-from tfdgm.evaluation.ais import annealed_log_prob_fn, initial_state
+from tfdgm.mcmc import annealed_log_prob_fn, initial_state
 from tfdgm.models.amortized import AmortizedModel
 from tfdgm.models.base import global_mean, register
 
@@ -43,8 +43,8 @@ def training_betas(schedule, num_temperatures, final_move):
 def run_chains(model, x, betas, num_chains, *, leapfrog_steps, step_size, seed):
     """K AIS chains per example from q(z|x) to p(z|x) with step sizes used as given; an AISTrace.
 
-    `model` needs what `tfdgm.evaluation.ais` needs of it: encoder(x) -> (loc, scale),
-    posterior(x) and log_prior_and_likelihood(z, x). step_size: a scalar, [M] (one per move,
+    `model` needs what `tfdgm.mcmc.annealing` needs of it: prior(), posterior(x) and
+    log_prior_and_likelihood(z, x). step_size: a scalar, [M] (one per move,
     shared by the batch) or [M, B]. Nothing here is differentiated.
     """
     init_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -72,7 +72,7 @@ def sample_implicit_posterior(model, x, method="ais", *, num_samples, num_temper
     at the new temperature), so the paper's equal-cost comparison is K_IS = L x K x T.
 
     Args:
-      model: a tfdgm model, or any object with encoder(x), posterior(x) and
+      model: a tfdgm model, or any object with prior(), posterior(x) and
         log_prior_and_likelihood(z, x) (see `run_chains`).
       method: "is" or "ais".
       num_samples: K candidates (IS samples or AIS chains) per example.
