@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfdgm import estimators, mcmc
 from tfdgm.mcmc import annealed_log_prob_fn, initial_state
 from tfdgm.models.amortized import AmortizedModel
-from tfdgm.models.base import global_mean, register
+from tfdgm.models.base import copy_optimizer, global_mean, register
 
 SAMPLING_METHODS = ("is", "ais")
 
@@ -178,10 +178,14 @@ class AISVAE(AmortizedModel):
             trainable=False, name="step_sizes", aggregation="mean")
 
     def compile(self, optimizer="adam", optimizers=None, inference_optimizer=None, **kwargs):
-        """`GenerativeModel.compile`; `inference_optimizer` is short for `optimizers={"q": ...}`
-        (the encoder's; by default a copy of `optimizer`, which trains the decoder)."""
+        """`GenerativeModel.compile`; `inference_optimizer` is short for `optimizers={"q": ...}`:
+        the encoder's own optimizer, by default a copy of `optimizer` (which trains the decoder)."""
+        optimizers = dict(optimizers or {})
         if inference_optimizer is not None:
-            optimizers = dict(optimizers or {}, q=inference_optimizer)
+            optimizers["q"] = inference_optimizer
+        if "q" not in optimizers and "p" not in optimizers:
+            optimizer = keras.optimizers.get(optimizer)
+            optimizers["q"] = copy_optimizer(optimizer, "inference")
         super().compile(optimizer=optimizer, optimizers=optimizers, **kwargs)
 
     @property

@@ -29,6 +29,12 @@ from tfdgm.models.replicas import average_loss, global_mean, to_seed  # noqa: F4
 DEFAULT_STEPS_PER_EXECUTION = 10
 
 
+def copy_optimizer(optimizer, suffix):
+    """A fresh optimizer with `optimizer`'s configuration (not its state), named `<name>_<suffix>`."""
+    template = keras.optimizers.get(optimizer)
+    return type(template).from_config(dict(template.get_config(), name=f"{template.name}_{suffix}"))
+
+
 class GenerativeModel(keras.Model):
     """Base class of every tfdgm model: parameter groups, one train_step, capability flags.
 
@@ -110,17 +116,19 @@ class GenerativeModel(keras.Model):
 
     @property
     def optimizers_by_group(self):
-        """{parameter group: optimizer} after compile; `model.optimizer` is the first group's."""
+        """{parameter group: optimizer} after compile (groups may share one); `model.optimizer` is
+        the first group's."""
         return dict(self._optimizers_by_group)
 
     def compile(self, optimizer="adam", optimizers=None, **kwargs):
-        """`keras.Model.compile` with one optimizer per parameter group.
+        """`keras.Model.compile` with an optimizer per parameter group.
 
-        `optimizer` serves every group not named in `optimizers` (each group gets its own copy,
-        so their states stay apart); `optimizers={"q": ...}` sets a group's own. Several optimizer
-        steps per compiled call (`steps_per_execution`, default 10) amortise the per-step dispatch,
-        which dominates small steps on CPU. With several replicas (other than on TPU)
-        steps_per_execution is 1 and XLA is off; see the comment below.
+        `optimizer` is the one optimizer of every group not named in `optimizers` (as in a plain
+        Keras model, its clipping and schedules then see those groups together);
+        `optimizers={"q": ...}` gives a group an optimizer of its own (see `copy_optimizer`).
+        Several optimizer steps per compiled call (`steps_per_execution`, default 10) amortise the
+        per-step dispatch, which dominates small steps on CPU. With several replicas (other than on
+        TPU) steps_per_execution is 1 and XLA is off; see the comment below.
         """
         groups = self._checked_groups()
         optimizers = dict(optimizers or {})
@@ -139,32 +147,35 @@ class GenerativeModel(keras.Model):
                                   f"{strategy.num_replicas_in_sync} replicas; using {key}={value}.", stacklevel=2)
                 kwargs[key] = value
         kwargs.setdefault("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
-        first, *others = groups
-        super().compile(optimizer=keras.optimizers.get(optimizers.get(first, optimizer)), **kwargs)
+        named = {group: keras.optimizers.get(opt) for group, opt in optimizers.items()}
+        shared = None if set(named) == set(groups) else keras.optimizers.get(optimizer)
+        by_group = {group: named.get(group, shared) for group in groups}
+        super().compile(optimizer=next(iter(by_group.values())), **kwargs)
         self._compiled_steps_per_execution = self.steps_per_execution
-        by_group = {first: self.optimizer}
-        for group in others:
-            if group in optimizers:
-                by_group[group] = keras.optimizers.get(optimizers[group])
-            else:  # a fresh copy of the default, under a name of its own (saved files key on it)
-                template = keras.optimizers.get(optimizer)
-                config = dict(template.get_config(), name=f"{template.name}_{group}")
-                by_group[group] = type(template).from_config(config)
-        # Build each on its own variables now, so every path that restores optimizer state
-        # (load_model, load_weights, checkpoints) finds the same slots.
-        for group, opt in by_group.items():
-            opt.build(groups[group])
+        # Build each optimizer now on all its variables, so every path that restores optimizer
+        # state (load_model, load_weights, checkpoints) finds the same slots.
+        for opt, variables in self._variables_by_optimizer(by_group, groups):
+            opt.build(variables)
         self._optimizers_by_group = by_group
         # Not through Keras's __setattr__: it would adopt the listed variables as the model's own
         # and reorder trainable_variables.
         object.__setattr__(self, "_groups", groups)
+        object.__setattr__(self, "_compile_optimizers", (shared, named))
+
+    @staticmethod
+    def _variables_by_optimizer(by_group, values_by_group):
+        """[(optimizer, values of all its groups, in group order)], one entry per distinct optimizer."""
+        merged = {}
+        for group, opt in by_group.items():
+            merged.setdefault(id(opt), (opt, []))[1].extend(values_by_group[group])
+        return list(merged.values())
 
     def get_compile_config(self):
         config = super().get_compile_config()
-        if config and len(self._optimizers_by_group) > 1:
-            first = next(iter(self._optimizers_by_group))
-            config["optimizers"] = {g: keras.saving.serialize_keras_object(o)
-                                    for g, o in self._optimizers_by_group.items() if g != first}
+        if config and getattr(self, "_compile_optimizers", None):
+            shared, named = self._compile_optimizers
+            config["optimizer"] = keras.saving.serialize_keras_object(shared or next(iter(named.values())))
+            config["optimizers"] = {g: keras.saving.serialize_keras_object(o) for g, o in named.items()}
         return config
 
     def compile_from_config(self, config):
@@ -217,8 +228,10 @@ class GenerativeModel(keras.Model):
     def train_step(self, data):
         x = self._unpack(data)
         grads, metrics, aux = self.compute_gradients(x)
-        for group, optimizer in self._optimizers_by_group.items():
-            optimizer.apply_gradients(zip(grads[group], self.group_variables()[group]))
+        by_optimizer = zip(self._variables_by_optimizer(self._optimizers_by_group, grads),
+                           self._variables_by_optimizer(self._optimizers_by_group, self.group_variables()))
+        for (optimizer, gradients), (_, variables) in by_optimizer:
+            optimizer.apply_gradients(zip(gradients, variables))
         self.after_step(aux)
         self.step_counter.assign_add(1)
         return self._update_metrics(metrics)
