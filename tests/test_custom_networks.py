@@ -70,10 +70,14 @@ def test_iwae_5000_and_ais_agree_with_the_exact_log_likelihood(trained):
     x = x[:100]
     exact = _exact_log_px(model, x)
     iwae = evaluation.iwae_log_likelihoods(model, x, num_samples=5000, seed=0, verbose=False)
-    _assert_matches_exact(iwae, exact, "IWAE-5000")
-    ais = evaluation.ais_log_likelihoods(model, x, num_steps=200, num_chains=8, leapfrog_steps=5, seed=0,
+    _, iwae_stderr = _assert_matches_exact(iwae, exact, "IWAE-5000")
+    ais = evaluation.ais_log_likelihoods(model, x, num_steps=500, num_chains=16, leapfrog_steps=5, seed=0,
                                          verbose=False)
-    _assert_matches_exact(ais.log_px, exact, "AIS")
+    _, ais_stderr = _assert_matches_exact(ais.log_px, exact, "AIS")
+    # The tolerances can fail: the ELBO (IWAE-1) of this well-trained linear encoder is off by
+    # ~0.05 nats (measured), many of IWAE-5000's and several of AIS's standard errors.
+    elbo = evaluation.iwae_log_likelihoods(model, x, num_samples=1, seed=0, verbose=False)
+    assert np.mean(exact - elbo) > 3 * max(iwae_stderr, ais_stderr), (np.mean(exact - elbo), iwae_stderr, ais_stderr)
     # Both are (stochastic) lower bounds: an estimate far above the exact value would be a bug.
     assert np.mean(iwae - exact) < 0.01 and np.mean(ais.log_px - exact) < 0.01
 
