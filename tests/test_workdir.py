@@ -98,6 +98,34 @@ def test_a_rerun_merges_metrics_and_keeps_earlier_evaluations(trained):
     assert [e.get("method", "iwae") for e in rerun["evaluations"]] == ["iwae", "ais", "iwae"]
 
 
+def test_a_crash_in_the_final_evaluation_keeps_the_diagnostics_and_says_failed(tmp_path, monkeypatch):
+    from tfdgm.experiment import evaluating
+
+    monkeypatch.setattr(evaluating, "evaluate_nll", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
+    config = _config()
+    config.eval.diagnostics_every_n_epochs = 1
+    with pytest.raises(RuntimeError, match="killed"):
+        experiment.train(config, str(tmp_path))
+    metrics = _read(tmp_path / "metrics.json")
+    assert metrics["status"] == "failed" and "killed" in metrics["error"]
+    assert metrics["latent_diagnostics"]["num_examples"] == 20  # written with the epoch, not only at the end
+
+
+def test_resuming_a_legacy_checkpoint_without_its_seed_state_warns(trained, capsys):
+    import keras
+
+    checkpoints = os.path.join(trained, "checkpoints")
+    model = cfg.build_model(_config(), input_shape=(28, 28, 1))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    model.optimizer.build(model.trainable_variables)
+    for name in os.listdir(checkpoints):
+        os.remove(os.path.join(checkpoints, name))
+    model.save(os.path.join(checkpoints, "last.keras"))  # what versions before state.json wrote
+    capsys.readouterr()
+    assert experiment.train(_config(epochs=2), trained)["status"] == "completed"
+    assert "no longer bit-for-bit" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------- checkpoint files
 def test_a_damaged_latest_state_falls_back_to_the_previous_one(trained, capsys):
     checkpoints = os.path.join(trained, "checkpoints")
