@@ -73,12 +73,14 @@ class DivergenceGuard(_Guard):
     loss that explodes is caught at once rather than diluted by the epoch's earlier steps.
     """
 
-    def __init__(self, factor=1e3, print_fn=print):
+    def __init__(self, factor=1e3, print_fn=print, reference=None):
         super().__init__(print_fn=print_fn)
         if factor and factor <= 1:
             raise ValueError(f"DivergenceGuard factor must be > 1 (or 0 for off), got {factor}.")
         self.factor = float(factor)
-        self.best = None
+        # The loss before training (e.g. `reference_loss`): with several steps per execution the
+        # first logged mean may already include a blow-up in its later steps.
+        self.best = None if reference is None or not math.isfinite(reference) else float(reference)
         self._seen = (0, 0.0)  # (batches, their mean loss) of this epoch at the previous log
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -108,3 +110,15 @@ class DivergenceGuard(_Guard):
                 f"(optimizer step {f['global_step']}) is more than {f['factor']:g} times the best loss so far "
                 f"({f['best_loss']:.4g}); training stopped. Resume with a smaller "
                 f"--config.training.learning_rate, or raise --config.training.divergence_factor (0 = off).")
+
+
+def reference_loss(model, x):
+    """The model's loss on the batch x now, for `DivergenceGuard(reference=...)`, or None if it cannot
+    be computed. The seed generator's state is put back, so training draws what it would have."""
+    state = model.seed_generator.state.numpy()
+    try:
+        return _to_float(model.test_on_batch(x, return_dict=True)["loss"])
+    except Exception:  # noqa: BLE001  (only a reference: the guard then starts from the first log)
+        return None
+    finally:
+        model.seed_generator.state.assign(state)

@@ -115,7 +115,9 @@ def _build(config, strategy, example_shape, workdir):
 
 def _callbacks(config, model, outdir, test_images, history, restored):
     t, p = config.training, wd.paths(outdir)
-    guards = (cbs.NaNGuard(print_fn=log), cbs.DivergenceGuard(t.get("divergence_factor", 1e3), print_fn=log))
+    factor = t.get("divergence_factor", 1e3)
+    reference = cbs.reference_loss(model, test_images[:config.data.batch_size]) if factor else None
+    guards = (cbs.NaNGuard(print_fn=log), cbs.DivergenceGuard(factor, print_fn=log, reference=reference))
     state = cbs.TrainingCheckpoint(p["checkpoints"], every_n_steps=t.checkpoint_every_n_steps,
                                    every_n_epochs=t.checkpoint_every_n_epochs, print_fn=log, guards=guards)
     state.previous = restored  # the fallback kept beside the next state saved
