@@ -234,6 +234,15 @@ def test_divergence_guard_stops_a_loss_that_grows_by_orders_of_magnitude():
     assert "optimizer step 4" in messages[-1] and "learning_rate" in messages[-1]
 
 
+def test_a_learning_rate_of_10_on_the_configs_mlp_stops_as_diverged_at_the_first_execution(tmp_path):
+    config = cfg.base_config("vae")  # the Burda MLP of the configs, 10 steps per execution
+    config.training.update(learning_rate=10.0, epochs=1, max_steps_per_epoch=20, jit_compile=False)
+    config.eval.update(num_samples=2, num_examples=20, diagnostics_every_n_epochs=0)
+    metrics = experiment.train(config, str(tmp_path))
+    assert metrics["status"] == "diverged" and metrics["failure"]["global_step"] == 10
+    assert metrics["failure"]["metrics"]["loss"] > 1e3 * metrics["failure"]["best_loss"]
+
+
 def test_a_run_diverging_after_a_resume_stops_and_resumes_with_a_smaller_learning_rate(trained):
     # A tiny model saturates near 25x its initial loss; the MLP of the configs reaches 1e5x (2e8 nats).
     metrics = experiment.train(_config(epochs=4, checkpoint_every_n_steps=0, learning_rate=10.0,
