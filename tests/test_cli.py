@@ -329,7 +329,7 @@ def test_train_refuses_a_workdir_of_another_model(tmp_path):
     assert experiment.train(_small_config(epochs=1), workdir)["steps"] == 2
     other = _small_config(epochs=2)
     other.model.latent_dim = 3
-    with pytest.raises(experiment.ExperimentError, match="different model config"):
+    with pytest.raises(experiment.ExperimentError, match=r"different model or data config \(model.latent_dim 4 -> 3\)"):
         experiment.train(other, workdir)
 
 

@@ -81,6 +81,7 @@ def test_killed_mid_epoch_and_mid_save_resumes_to_the_uninterrupted_weights(tmp_
     result = _run(killed)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(step 12)" in result.stdout
+    assert not [f for f in os.listdir(killed / "checkpoints") if f.startswith(".tmp-")]  # cleaned at the start
     metrics = json.load(open(killed / "metrics.json"))
     assert metrics["steps"] == 18 and [r["epoch"] for r in metrics["history"]] == [1, 2, 3]
 
@@ -88,6 +89,39 @@ def test_killed_mid_epoch_and_mid_save_resumes_to_the_uninterrupted_weights(tmp_
     # and the same ops in the same order on one CPU: the weights are bit-for-bit identical.
     for a, b in zip(_final_weights(reference), _final_weights(killed)):
         np.testing.assert_array_equal(a, b)
+
+
+def _start_paused(workdir, step, *extra):
+    """A trainer subprocess paused (sleeping) after optimizer step `step`, holding workdir's lock."""
+    process = subprocess.Popen(_command(workdir) + list(extra), cwd=ROOT, env=_env(TFDGM_TEST_PAUSE_AT_STEP=step),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if line.startswith("PAUSED AT STEP"):
+            return process
+    process.kill()
+    raise AssertionError("the trainer ended before pausing")
+
+
+def test_a_second_trainer_on_a_workdir_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys):
+    from tests.test_workdir import _run_cli
+
+    workdir, fewer = tmp_path / "w", ["--config.training.epochs=1"]
+    first = _start_paused(workdir, 2, *fewer)
+    try:
+        lock = json.load(open(workdir / ".lock"))
+        assert lock["pid"] == first.pid and lock["host"]
+        capsys.readouterr()
+        assert _run_cli("train", "--workdir", str(workdir), *SMALL, *fewer) == 2  # the second trainer: this process
+        err = capsys.readouterr().err
+        assert err.startswith("tfdgm: error: ") and len(err.strip().splitlines()) == 1
+        assert f"is in use by another `tfdgm train` (pid {first.pid} on host" in err
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+    assert os.path.exists(workdir / ".lock")  # left behind by the killed trainer: stale
+    assert _run_cli("train", "--workdir", str(workdir), *SMALL, *fewer) == 0
+    assert not os.path.exists(workdir / ".lock")  # released on exit
+    assert json.load(open(workdir / "metrics.json"))["status"] == "completed"
 
 
 def test_training_state_is_not_saved_from_non_finite_losses(tmp_path):
@@ -111,7 +145,8 @@ def test_training_state_is_not_saved_from_non_finite_losses(tmp_path):
     assert guard.failure == {"epoch": 2, "batch": 2, "global_step": 4, "metrics": {"loss": float("inf")}}
     assert "non-finite loss=inf at epoch 2, batch 2 (optimizer step 4)" in messages[-1]
     assert state.saved_step == 2 and cbs.TrainingCheckpoint.read(tmp_path)["step"] == 2
-    assert sorted(os.listdir(tmp_path)) == ["state-2.npz", "state.json"]  # the previous file is gone
+    # The previous file is kept as the fallback of the latest; older ones are removed.
+    assert sorted(os.listdir(tmp_path)) == ["state-1.npz", "state-2.npz", "state.json"]
 
     restored = tiny_model("vae")
     restored.compile(optimizer="sgd")

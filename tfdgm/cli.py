@@ -60,6 +60,7 @@ _AIS_START = flags.DEFINE_enum("ais_start", evaluation.DEFAULT_AIS["start"], ["p
 _DIAGNOSTICS = flags.DEFINE_boolean(
     "diagnostics", True, "evaluate: also report active units, KL per dimension and mutual information.")
 _OUTPUT = flags.DEFINE_string("output", None, "sample: output PNG (default: WORKDIR/samples-seed<SEED>.png).")
+_DEBUG = flags.DEFINE_boolean("debug", False, "Show the traceback of an error (also: TFDGM_DEBUG=1).")
 
 
 class CLIError(experiment.ExperimentError):
@@ -114,8 +115,8 @@ def main(argv):
         try:
             config = _CONFIG.value
             config.to_dict()  # config_flags defers file errors (missing file, bad code) to first use
-        except (OSError, AttributeError, TypeError) as error:
-            raise CLIError(f"could not load --config: {error}") from None
+        except (OSError, AttributeError, TypeError, ValueError) as error:
+            raise CLIError(f"could not load --config: {experiment.one_line(error)}") from None
         metrics = experiment.train(config, workdir, strategy=_STRATEGY.value)
         return 0 if metrics["status"] == "completed" else 1
     if not os.path.isdir(workdir):
@@ -177,12 +178,19 @@ def _fail(message, code=USAGE_EXIT_CODE):
 
 
 def _main_with_errors(argv):
+    """main, with every error as one line on stderr: user errors (bad values, data, files) exit 2, a
+    lost peer worker or anything unexpected 1. --debug (or TFDGM_DEBUG=1) re-raises instead."""
     try:
         return main(argv)
-    except experiment.ExperimentError as error:
-        _fail(str(error))
-    except experiment.WorkerFailedError as error:
-        _fail(str(error), code=1)
+    except Exception as error:  # noqa: BLE001  (each becomes one line; --debug shows where)
+        if _DEBUG.value or os.environ.get("TFDGM_DEBUG", "0") not in ("", "0"):
+            raise
+        if isinstance(error, (experiment.ExperimentError, experiment.WorkerFailedError)):
+            _fail(str(error), code=1 if isinstance(error, experiment.WorkerFailedError) else USAGE_EXIT_CODE)
+        user = experiment.is_user_error(error)
+        prefix = "" if user else f"unexpected {type(error).__name__} (a bug? please report it): "
+        _fail(f"{prefix}{experiment.one_line(error)} (rerun with --debug for the traceback)",
+              code=USAGE_EXIT_CODE if user else 1)
 
 
 def run(argv=None):

@@ -73,6 +73,8 @@ def base_config(model_name="vae", num_samples=None):
     config.training.checkpoint_every_n_epochs = 1
     config.training.checkpoint_every_n_steps = 100
     config.training.image_every_n_epochs = 1
+    # DivergenceGuard: stop when the loss exceeds the best loss so far by this factor (0 = never).
+    config.training.divergence_factor = 1e3
 
     config.eval = ml_collections.ConfigDict()
     config.eval.num_samples = 5000  # K of the IWAE-K test log-likelihood
@@ -115,22 +117,38 @@ def validate(config):
     if config.model.name not in registered:
         raise ValueError(f"config.model.name={config.model.name!r} is not a registered model; "
                          f"choose one of {sorted(registered)}.")
+    t, e = config.training, config.eval
     checks = {
-        "training.epochs": config.training.epochs >= 1,
-        "training.learning_rate": config.training.learning_rate > 0,
-        "training.steps_per_execution": config.training.steps_per_execution >= 1,
-        "training.max_steps_per_epoch": config.training.max_steps_per_epoch >= 0,
-        "training.checkpoint_every_n_steps": config.training.checkpoint_every_n_steps >= 0,
-        "eval.num_samples": config.eval.num_samples >= 1,
-        "eval.num_examples": config.eval.num_examples >= 0,
-        "eval.batch_size": config.eval.batch_size >= 1,
-        "eval.diagnostics_every_n_epochs": config.eval.diagnostics_every_n_epochs >= 0,
-        "data.batch_size": config.data.batch_size >= 1,
+        "training.epochs": (t.epochs >= 1, ">= 1"),
+        "training.learning_rate": (t.learning_rate > 0, "> 0"),
+        "training.adam_epsilon": (t.adam_epsilon > 0, "> 0"),
+        "training.steps_per_execution": (t.steps_per_execution >= 1, ">= 1"),
+        "training.max_steps_per_epoch": (t.max_steps_per_epoch >= 0, ">= 0 (0 = a full pass)"),
+        "training.checkpoint_every_n_steps": (t.checkpoint_every_n_steps >= 0, ">= 0 (0 = never)"),
+        "training.checkpoint_every_n_epochs": (t.checkpoint_every_n_epochs >= 0, ">= 0 (0 = never)"),
+        "training.image_every_n_epochs": (t.image_every_n_epochs >= 0, ">= 0 (0 = only at the end)"),
+        "training.divergence_factor": (t.get("divergence_factor", 0) == 0 or t.divergence_factor > 1,
+                                       "> 1, or 0 for no divergence guard"),
+        "eval.num_samples": (e.num_samples >= 1, ">= 1"),
+        "eval.num_examples": (e.num_examples >= 0, ">= 0 (0 = the whole test split)"),
+        "eval.batch_size": (e.batch_size >= 1, ">= 1"),
+        "eval.num_image_samples": (e.num_image_samples >= 1, ">= 1"),
+        "eval.diagnostics_every_n_epochs": (e.diagnostics_every_n_epochs >= 0, ">= 0 (0 = never)"),
+        "data.batch_size": (config.data.batch_size >= 1, ">= 1"),
+        "data.validation_size": (config.data.validation_size >= 0, ">= 0"),
     }
-    for path, ok in checks.items():
+    m = config.model
+    if "latent_dim" in m:
+        checks["model.latent_dim"] = (m.latent_dim is None or m.latent_dim >= 1, ">= 1")
+    if "num_samples" in m:
+        checks["model.num_samples"] = (m.num_samples is None or m.num_samples >= 1, ">= 1 (K, samples per example)")
+    if "hidden_units" in m:
+        checks["model.hidden_units"] = (all(u >= 1 for u in (m.hidden_units or ())), "units >= 1 per layer")
+    for path, (ok, rule) in checks.items():
         if not ok:
             section, key = path.split(".")
-            raise ValueError(f"config.{path}={config[section][key]!r} is out of range.")
+            raise ValueError(f"config.{path}={config[section][key]!r} is out of range: it must be {rule} "
+                             f"(set it with --config.{path}=...).")
     return config
 
 

@@ -5,10 +5,12 @@ Everything here writes files atomically (to a temporary name in the same directo
 checkpoint in place of the last good one.
 """
 from tfdgm.callbacks.diagnostics import LatentDiagnostics
-from tfdgm.callbacks.files import _step, all_finite, save_model_atomic, write_json_atomic  # noqa: F401  (_step: tests' hooks)
+from tfdgm.callbacks.files import _step, all_finite, clean_temp_files, save_model_atomic, write_json_atomic  # noqa: F401  (_step: tests' hooks)
 from tfdgm.callbacks.images import ImageSummary, save_image_grid, save_reconstruction_grid, tile_images
-from tfdgm.callbacks.training import JSONHistory, NaNGuard, TrainingCheckpoint, training_state_arrays
+from tfdgm.callbacks.guards import DivergenceGuard, NaNGuard, reference_loss
+from tfdgm.callbacks.training import (CheckpointError, CorruptCheckpointError, JSONHistory, TrainingCheckpoint,
+                                     training_state_arrays)
 
-__all__ = ["ImageSummary", "JSONHistory", "LatentDiagnostics", "NaNGuard", "TrainingCheckpoint", "all_finite",
+__all__ = ["CheckpointError", "CorruptCheckpointError", "DivergenceGuard", "ImageSummary", "JSONHistory", "LatentDiagnostics", "NaNGuard", "TrainingCheckpoint", "all_finite", "clean_temp_files", "reference_loss",
            "save_image_grid", "save_model_atomic", "save_reconstruction_grid", "tile_images", "training_state_arrays",
            "write_json_atomic"]

@@ -3,6 +3,7 @@ a kill mid-write never leaves a truncated image, JSON file or checkpoint in plac
 import json
 import math
 import os
+import re
 
 import numpy as np
 
@@ -20,10 +21,39 @@ def _replace_with(path, write, suffix=""):
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is None:  # e.g. "No space left on device" from inside a writer: name the file
+            raise OSError(error.errno, error.strerror or str(error), path) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_temp_files(directory):
+    """Removes the temporary files (".tmp-<pid>-...") that writes of processes no longer running (or of
+    this one) left in directory, e.g. after a kill mid-write; returns the names removed."""
+    removed = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        match = re.match(r"^\.tmp-(\d+)-", name)
+        if match and (int(match.group(1)) == os.getpid() or not _alive(int(match.group(1)))):
+            try:
+                os.remove(os.path.join(directory, name))
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def write_json_atomic(path, obj):

@@ -12,8 +12,8 @@ Datasets yield only image batches (float32 ``[B, H, W, C]`` in [0, 1], exactly
 from .pipeline import from_array, load
 from .sources import (KNOWN_DATASETS, LOCAL_DIRS, DatasetUnavailableError, clear_cache,
                       image_shape, load_arrays, read_idx)
-from .validation import BINARIZE_MODES, SPLITS, validate
+from .validation import BINARIZE_MODES, SPLITS, is_validated, mark_validated, validate
 
 __all__ = ["KNOWN_DATASETS", "BINARIZE_MODES", "SPLITS", "LOCAL_DIRS", "DatasetUnavailableError",
-           "load", "load_arrays", "from_array", "validate", "image_shape", "read_idx",
+           "load", "load_arrays", "from_array", "validate", "mark_validated", "is_validated", "image_shape", "read_idx",
            "clear_cache"]

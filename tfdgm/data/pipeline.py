@@ -85,7 +85,7 @@ def _build(arr, divisor, *, binarize, batch_size, shuffle, seed, drop_remainder,
         ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
     if prefetch:
         ds = ds.prefetch(tf.data.AUTOTUNE)
-    return ds
+    return V.mark_validated(ds)
 
 
 def from_array(x, *, binarize="dynamic", batch_size=100, shuffle=True, seed=0,

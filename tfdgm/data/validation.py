@@ -12,6 +12,7 @@ the in-memory copy 4x smaller and the per-batch gather cheaper.
 from __future__ import annotations
 
 import numbers
+import weakref
 
 import numpy as np
 
@@ -255,3 +256,24 @@ def validate(x, likelihood="bernoulli", name="data", *, binarize="none") -> np.n
     flat ``[N, D]`` vectors are kept as they are.
     """
     return to_float(*prepare(x, likelihood=likelihood, binarize=binarize, name=name))
+
+
+# tf.data pipelines built by tfdgm.data from arrays it validated: `GenerativeModel.fit` does not
+# peek at their first batch. Weak, so a dataset is not kept alive by being listed here.
+_VALIDATED = weakref.WeakSet()
+
+
+def mark_validated(ds):
+    """Records that every batch of ``ds`` comes from data already validated; returns ``ds``."""
+    try:
+        _VALIDATED.add(ds)
+    except TypeError:  # not weakly referenceable: it will just be checked again
+        pass
+    return ds
+
+
+def is_validated(ds) -> bool:
+    try:
+        return ds in _VALIDATED
+    except TypeError:
+        return False

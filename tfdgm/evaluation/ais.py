@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdgm import estimators, mcmc
-from tfdgm.evaluation.common import batches, mean_and_stderr
+from tfdgm.evaluation.common import batches, mean_and_stderr, validated
 # Re-exported: models/ais_vae.py imports them from here until it is ported to tfdgm.mcmc.
 from tfdgm.mcmc.annealing import STARTS, annealed_log_prob_fn, check_start, initial_state, require
 
@@ -172,6 +172,7 @@ def ais_log_likelihoods(model, data, *, num_steps=DEFAULT_AIS["num_steps"], num_
     runner = AISRunner(model, num_steps=num_steps, num_chains=num_chains, leapfrog_steps=leapfrog_steps,
                        schedule=schedule, start=start, step_size=step_size, target_accept_prob=target_accept_prob,
                        pilot_chains=pilot_chains, kernel_fn=kernel_fn, jit_compile=jit_compile)
+    data = validated(model, data, "AIS")
     batch_size = batch_size or default_batch_size(model, num_chains)
     total = None if isinstance(data, tf.data.Dataset) else math.ceil(len(data) / batch_size)
     progress = keras.utils.Progbar(total, unit_name="batch") if verbose else None

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdgm.evaluation.common import batches, mean_and_stderr
+from tfdgm.evaluation.common import batches, mean_and_stderr, validated
 from tfdgm.mcmc.annealing import require
 
 
@@ -21,6 +21,7 @@ def iwae_log_likelihoods(model, data, num_samples=5000, chunk_size=None, batch_s
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
     require(model, "has_bound", "IWAE evaluation (log_likelihood_bound)")
+    data = validated(model, data, "iwae_nll")
     example_size = math.prod(model.example_shape)
 
     @tf.function

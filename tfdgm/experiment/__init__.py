@@ -12,7 +12,7 @@ raises `WorkerFailedError`. The workdir layout is described in `tfdgm.experiment
 """
 from tfdgm.experiment.evaluating import EVAL_METHODS, evaluate, sample
 from tfdgm.experiment.training import WorkerFailedError, train
-from tfdgm.experiment.workdir import ExperimentError, load_model, paths
+from tfdgm.experiment.workdir import ExperimentError, is_user_error, load_model, one_line, paths
 
-__all__ = ["EVAL_METHODS", "ExperimentError", "WorkerFailedError", "evaluate", "load_model", "paths", "sample",
-           "train"]
+__all__ = ["EVAL_METHODS", "ExperimentError", "WorkerFailedError", "evaluate", "is_user_error", "load_model",
+           "one_line", "paths", "sample", "train"]

@@ -12,8 +12,9 @@ from tfdgm import callbacks as cbs
 from tfdgm import config as cfg
 from tfdgm import data as tfdata
 from tfdgm import distribute
-from tfdgm.experiment import evaluating
+from tfdgm.experiment import evaluating, resume
 from tfdgm.experiment import workdir as wd
+from tfdgm.experiment.lock import WorkdirLock
 from tfdgm.experiment.workdir import ExperimentError, log
 
 # Errors a collective raises when a peer worker died or stopped answering.
@@ -37,6 +38,10 @@ def train(config, workdir, strategy="default"):
     this function in lockstep (each collective needs all of them), so each also saves and writes
     the same files, but only the chief into workdir; the others write into a temporary directory
     that is removed at the end. All of them resume from workdir's training state.
+
+    The chief holds workdir's lock (`tfdgm.experiment.lock`) while it runs: a second trainer on the
+    same workdir is an ExperimentError. A resumed run may change the settings of
+    `tfdgm.experiment.resume.CHANGEABLE` (applied, and logged), not the model or the data.
     """
     try:
         cfg.validate(config)
@@ -49,7 +54,10 @@ def train(config, workdir, strategy="default"):
     if not chief:
         log(f"Worker {distribute.task()} is not the chief: writing to {outdir} (removed at the end), "
             f"resuming from {workdir}.")
+    lock = WorkdirLock(workdir) if chief else None
     try:
+        if lock is not None:
+            lock.acquire()
         return _train(config, workdir, outdir, strategy)
     except _WORKER_FAILURES as error:
         if strategy.num_replicas_in_sync == len(strategy.extended.worker_devices):
@@ -62,25 +70,20 @@ def train(config, workdir, strategy="default"):
             f"({type(error).__name__}: {detail[:400]}). Restart every worker with the same command to resume "
             f"from the last checkpoint in {workdir}.") from None
     finally:
+        if lock is not None:
+            lock.release()
         if not chief:
             shutil.rmtree(outdir, ignore_errors=True)
 
 
 def _check_workdir(config, workdir):
-    """Refuses a workdir whose training state belongs to another model config (hook for locking).
-
-    Fields the saved config lacks (written before the model class gained them) count as their
-    defaults, which is what building the saved config gives."""
-    previous = (wd.read_json(wd.paths(workdir)["config"]) or {}).get("model")
-    if not wd.has_training_state(workdir) or previous is None:
-        return
-    current = cfg.to_dict(config)["model"]
-    try:
-        defaults = cfg.to_dict(cfg.model_config(previous.get("name", current["name"])))
-    except ValueError:  # the saved model is not registered in this process
-        defaults = {}
-    if dict(defaults, **previous) != current:
-        raise ExperimentError(f"{workdir!r} holds a checkpoint of a different model config; use a fresh --workdir.")
+    """Compares config with the stored config.json of a workdir that has a training state: returns
+    the changes a resume may make ({field: (stored, new)}); raises ExperimentError, naming every
+    field, for changes it may not make (the model, the data). See `tfdgm.experiment.resume`."""
+    stored = wd.read_json(wd.paths(workdir)["config"])
+    if stored is None or not wd.has_training_state(workdir):
+        return {}
+    return resume.check(config, stored, workdir)
 
 
 def _train_data(config, skip):
@@ -90,11 +93,13 @@ def _train_data(config, skip):
     # per fit: iterating one dataset twice would draw other epoch seeds.
     ds = tfdata.load(config.data.name, "train", binarize=config.data.binarize, batch_size=config.data.batch_size,
                      shuffle=True, repeat=True, **wd.data_kwargs(config))
-    return ds.skip(skip) if skip else ds
+    # tfdgm.data validated the arrays: model.fit need not peek at the first batch again.
+    return tfdata.mark_validated(ds.skip(skip) if skip else ds)
 
 
 def _build(config, strategy, example_shape, workdir):
-    """The compiled model, restored from workdir's training state; returns (model, step)."""
+    """The compiled model, restored from workdir's training state; returns (model, step, the state
+    entry restored from or None)."""
     t = config.training
     # The same initial weights in every run, so a resumed or multi-worker run can be compared.
     keras.utils.set_random_seed(config.model.get("seed") or 0)
@@ -102,41 +107,54 @@ def _build(config, strategy, example_shape, workdir):
         model = wd.build_model(config, input_shape=example_shape)
         model.compile(optimizer=keras.optimizers.Adam(t.learning_rate, epsilon=t.adam_epsilon),
                       jit_compile=t.jit_compile, steps_per_execution=t.steps_per_execution)
-        step, source = wd.restore(model, workdir)
+        step, entry, source = wd.restore(model, workdir)
     if source:
         log(f"Resuming from {source} (step {step}).")
-    return model, step
+    return model, step, entry
 
 
-def _callbacks(config, model, outdir, test_images, history):
+def _callbacks(config, model, outdir, test_images, history, restored):
     t, p = config.training, wd.paths(outdir)
-    nan_guard = cbs.NaNGuard(print_fn=log)
+    factor = t.get("divergence_factor", 1e3)
+    reference = cbs.reference_loss(model, test_images[:config.data.batch_size]) if factor else None
+    guards = (cbs.NaNGuard(print_fn=log), cbs.DivergenceGuard(factor, print_fn=log, reference=reference))
     state = cbs.TrainingCheckpoint(p["checkpoints"], every_n_steps=t.checkpoint_every_n_steps,
-                                   every_n_epochs=t.checkpoint_every_n_epochs, print_fn=log)
+                                   every_n_epochs=t.checkpoint_every_n_epochs, print_fn=log, guards=guards)
+    state.previous = restored  # the fallback kept beside the next state saved
     images = cbs.ImageSummary(outdir, test_images[:32], every_n_epochs=t.image_every_n_epochs,
                               num_samples=config.eval.num_image_samples, seed=config.eval.seed,
                               reconstructions=wd.capability(model, "has_encoder"))
-    json_history = cbs.JSONHistory(
-        on_update=lambda h: wd.update_metrics(outdir, history=h, epochs_completed=h[-1]["epoch"]),
-        initial_history=history)
-    # NaNGuard first, so it stops training before the others see the broken step.
-    callbacks = [nan_guard, state, images]
     diagnostics = None
+
+    def on_update(h):  # progress (and the latest latent diagnostics) on disk after every epoch
+        latest = {"latent_diagnostics": diagnostics.results[-1][1]} if diagnostics and diagnostics.results else {}
+        wd.update_metrics(outdir, history=h, epochs_completed=h[-1]["epoch"], **latest)
+
+    json_history = cbs.JSONHistory(on_update=on_update, initial_history=history)
+    # The guards first, so they stop training before the others see the broken step.
+    callbacks = [*guards, state, images]
     if config.eval.diagnostics_every_n_epochs and not wd.missing(model, *wd.DIAGNOSTICS_NEED):
         # Before the loggers, so latent_active_units etc. reach metrics.json and TensorBoard.
         diagnostics = cbs.LatentDiagnostics(test_images, every_n_epochs=config.eval.diagnostics_every_n_epochs,
                                             num_examples=1000, print_fn=log, seed=config.eval.seed)
         callbacks.append(diagnostics)
     callbacks += [json_history, keras.callbacks.TensorBoard(p["logs"], write_graph=False)]
-    return callbacks, nan_guard, state, images, json_history, diagnostics
+    return callbacks, guards, images, json_history, diagnostics
+
+
+# Keys of a previous run's outcome that a new run clears from metrics.json (the rest is kept).
+_OUTCOME_KEYS = ("failure", "error", "last_good_checkpoint", "last_good_epoch", "last_good_step")
 
 
 def _train(config, workdir, outdir, strategy):
     start = time.perf_counter()
-    paths, saved = wd.paths(outdir), wd.paths(workdir)  # write here; resume from the chief's workdir
-    _check_workdir(config, workdir)
-    os.makedirs(paths["checkpoints"], exist_ok=True)
-    cbs.write_json_atomic(paths["config"], cfg.to_dict(config))
+    paths = wd.paths(outdir)  # write here; resume from the chief's workdir
+    for directory in (outdir, paths["checkpoints"]):  # what writes killed mid-way left (we hold the lock)
+        removed = cbs.clean_temp_files(directory)
+        if removed:
+            log(f"Removed {len(removed)} temporary file(s) of interrupted writes from {directory}.")
+    allowed = _check_workdir(config, workdir)
+    wd.read_json(wd.paths(workdir)["metrics"], {})  # a damaged metrics.json is an error before any work
 
     t = config.training
     num_batches = int(tfdata.load(config.data.name, "train", batch_size=config.data.batch_size, shuffle=False,
@@ -144,18 +162,34 @@ def _train(config, workdir, outdir, strategy):
     steps_per_epoch = t.max_steps_per_epoch or num_batches
     test_images = wd.test_images(config, config.eval.num_examples, config.eval.batch_size)
     example_shape = tuple(test_images.shape[1:])
-    model, step = _build(config, strategy, example_shape, workdir)
+    model, step, restored = _build(config, strategy, example_shape, workdir)
+    resume.apply(model, config, allowed)
+    # The run is accepted: only now may it replace the workdir's config.json.
+    os.makedirs(paths["checkpoints"], exist_ok=True)
+    cbs.write_json_atomic(paths["config"], cfg.to_dict(config))
+    try:
+        return _fit_and_finish(config, workdir, outdir, strategy, model, step, restored, steps_per_epoch,
+                               test_images, start)
+    except Exception as error:
+        wd.update_metrics(outdir, status="failed", error=f"{type(error).__name__}: {error}"[:500])
+        raise
+
+
+def _fit_and_finish(config, workdir, outdir, strategy, model, step, restored, steps_per_epoch, test_images, start):
+    t, paths, saved = config.training, wd.paths(outdir), wd.paths(workdir)
     initial_epoch, step_in_epoch = divmod(step, steps_per_epoch)
-    history = [r for r in wd.read_json(saved["metrics"], {}).get("history", []) if r["epoch"] <= initial_epoch]
+    previous = wd.read_json(saved["metrics"], {})
+    history = [r for r in previous.get("history", []) if r["epoch"] <= initial_epoch]
     log(f"{config.model.name}: {model.count_params():,} parameters, K={config.model.get('num_samples')}, "
-        f"{config.data.name} {example_shape}, workdir {workdir}, {type(strategy).__name__} over "
+        f"{config.data.name} {tuple(test_images.shape[1:])}, workdir {workdir}, {type(strategy).__name__} over "
         f"{strategy.num_replicas_in_sync} replica(s)")
 
     base_metrics = {"model": config.model.name, "status": "training", "num_parameters": int(model.count_params()),
                     "num_replicas": int(strategy.num_replicas_in_sync)}
-    cbs.write_json_atomic(paths["metrics"], dict(base_metrics, history=history))
-    callbacks, nan_guard, state, images, json_history, diagnostics = _callbacks(
-        config, model, outdir, test_images, history)
+    # Merged, never replaced: evaluations, AIS results and diagnostics of earlier runs are kept.
+    wd.update_metrics(outdir, **base_metrics, history=history, **dict.fromkeys(_OUTCOME_KEYS))
+    callbacks, guards, images, json_history, diagnostics = _callbacks(
+        config, model, outdir, test_images, history, restored)
 
     # Keras epochs cannot start mid-way, so a run resumed mid-epoch first finishes that epoch in a
     # fit of its own (its logged metrics then cover only the rest of the epoch).
@@ -164,7 +198,7 @@ def _train(config, workdir, outdir, strategy):
     if initial_epoch >= t.epochs:
         log(f"Already trained for {initial_epoch} >= {t.epochs} epochs; only evaluating.")
     for first, last, steps in fits:
-        if first >= last or nan_guard.triggered:
+        if first >= last or any(guard.triggered for guard in guards):
             continue
         skip = int(model.optimizer.iterations.numpy())
         data = distribute.split_global_batches(strategy, lambda: _train_data(config, skip))
@@ -176,15 +210,18 @@ def _train(config, workdir, outdir, strategy):
     summary = dict(base_metrics, history=json_history.history, train_time_s=train_time,
                    steps=int(model.optimizer.iterations.numpy()),
                    epochs_completed=json_history.history[-1]["epoch"] if json_history.history else initial_epoch)
-    if nan_guard.triggered:
-        good = cbs.TrainingCheckpoint.read(paths["checkpoints"])
-        summary.update(status="nan", failure=nan_guard.failure, wall_time_s=time.perf_counter() - start,
+    stopped = next((guard for guard in guards if guard.triggered), None)
+    if stopped is not None:
+        good = wd.read_state(outdir)
+        summary.update(status="nan" if isinstance(stopped, cbs.NaNGuard) else "diverged", failure=stopped.failure,
+                       wall_time_s=time.perf_counter() - start,
                        last_good_checkpoint=good["path"] if good else None,
                        last_good_epoch=good.get("epochs_completed") if good else None,
                        last_good_step=good["step"] if good else None)
-        log(f"{nan_guard.message} model.keras was not written; the last good training state is "
-            f"{summary['last_good_checkpoint']} (step {summary['last_good_step']}, "
-            f"{summary['last_good_epoch']} epochs).")
+        where = (f"the last good training state is {good['path']} (step {good['step']}, "
+                 f"{good.get('epochs_completed')} epochs)" if good else
+                 "no training state was saved before it (rerun with a smaller learning rate to start afresh)")
+        log(f"{stopped.message} model.keras was not written; {where}.")
         return wd.update_metrics(outdir, **summary)
 
     cbs.save_model_atomic(model, paths["model"])
@@ -203,7 +240,8 @@ def _train(config, workdir, outdir, strategy):
     elif outdir == workdir:  # the test NLL is local work, so only the chief computes it
         result = evaluating.evaluate_nll(model, config, config.eval.num_samples, config.eval.num_examples,
                                          config.eval.seed)
-        summary.update(result, evaluations=[evaluating.evaluation_record(result)])
+        evaluations = wd.read_json(paths["metrics"], {}).get("evaluations", [])
+        summary.update(result, evaluations=evaluations + [evaluating.evaluation_record(result)])
     lacking = wd.missing(model, *wd.DIAGNOSTICS_NEED)
     if lacking:
         skipped["latent_diagnostics"] = f"the model has {lacking}"

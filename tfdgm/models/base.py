@@ -270,14 +270,32 @@ class GenerativeModel(keras.Model):
 
         return validate(x, likelihood=None, name="x")
 
-    def fit(self, x=None, y=None, **kwargs):
-        # Arrays bypass tfdgm.data, so check them here before any training happens.
-        if isinstance(x, np.ndarray):
+    def fit(self, x=None, y=None, check_data=True, **kwargs):
+        """`keras.Model.fit`, with the data checked first (`validate_data`): arrays and tensors
+        entirely; a tf.data.Dataset not built by `tfdgm.data` (which validates its arrays) by its
+        first batch, drawn from a separate iterator (a dataset whose randomness is re-drawn per
+        iteration, e.g. `shuffle(reshuffle_each_iteration=True)`, then starts one draw later; pass
+        check_data=False to skip the check). An empty dataset is a ValueError."""
+        if isinstance(x, (np.ndarray, tf.Tensor)):
             x = self.validate_data(x)
             self._check_example_shape(x.shape[1:])
         elif isinstance(x, tf.data.Dataset):
             spec = x.element_spec[0] if isinstance(x.element_spec, tuple) else x.element_spec
             self._check_example_shape(spec.shape[1:])
+            if int(x.cardinality()) == 0:
+                raise ValueError("The dataset passed to fit is empty: it yields no batches, so nothing would be "
+                                 "trained. Check the data source, take() / filter() and drop_remainder.")
+            from tfdgm.data import is_validated
+
+            if check_data and not is_validated(x):
+                batch = next(iter(x.take(1)), None)
+                if batch is None:
+                    raise ValueError("The dataset passed to fit is empty: it yields no batches, so nothing would "
+                                     "be trained. Check the data source, take() / filter() and drop_remainder.")
+                try:
+                    self.validate_data(batch[0] if isinstance(batch, (tuple, list)) else batch)
+                except ValueError as error:
+                    raise ValueError(f"The first batch of the dataset passed to fit is invalid: {error}") from None
         self._fit_steps_per_execution(kwargs.get("steps_per_epoch"))
         return super().fit(x, y, **kwargs)
 
