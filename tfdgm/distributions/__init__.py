@@ -3,6 +3,14 @@
 `likelihoods` holds the pluggable p(x|z) layers (`get_likelihood("gaussian")`); the string-keyed
 functions of `heads` stay for code that has not moved to them.
 """
+from tfdgm.distributions.discrete import (
+    DISCRETE_PRIORS,
+    BernoulliPrior,
+    CategoricalPrior,
+    enumerate_bernoulli,
+    independent_bernoulli,
+    one_hot_categorical,
+)
 from tfdgm.distributions.heads import (
     LIKELIHOODS,
     bernoulli_log_prob,
@@ -24,6 +32,12 @@ from tfdgm.distributions.likelihoods import (
 from tfdgm.distributions.priors import PRIORS, LearnedGaussianPrior, StandardNormalPrior, get_prior
 
 __all__ = [
+    "DISCRETE_PRIORS",
+    "BernoulliPrior",
+    "CategoricalPrior",
+    "enumerate_bernoulli",
+    "independent_bernoulli",
+    "one_hot_categorical",
     "PRIORS",
     "LearnedGaussianPrior",
     "StandardNormalPrior",

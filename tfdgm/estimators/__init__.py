@@ -16,14 +16,32 @@ from tfdgm.estimators.bounds import (
     normalized_weights,
     weighted_log_prob_surrogate,
 )
+from tfdgm.estimators.reweighted import (
+    exact_log_likelihood,
+    prior_sampling_bound,
+    prior_sampling_surrogate,
+    rws_dreg_surrogate,
+    sleep_phi_surrogate,
+    wake_phi_surrogate,
+    wake_sleep_theta_surrogate,
+    wake_theta_surrogate,
+)
 
 __all__ = [
     "dreg_surrogate",
     "effective_sample_size",
     "elbo",
+    "exact_log_likelihood",
     "iwae_bound",
     "iwae_surrogate",
     "log_mean_exp",
     "normalized_weights",
+    "prior_sampling_bound",
+    "prior_sampling_surrogate",
+    "rws_dreg_surrogate",
+    "sleep_phi_surrogate",
+    "wake_phi_surrogate",
+    "wake_sleep_theta_surrogate",
+    "wake_theta_surrogate",
     "weighted_log_prob_surrogate",
 ]

@@ -1,6 +1,7 @@
 """Encoder and decoder networks. Layers return tensors only; distributions are built by the model."""
 from tfdgm.nets.conv import ConvDecoder, ConvEncoder
 from tfdgm.nets.mlp import MLPDecoder, MLPEncoder
+from tfdgm.nets.sbn import LogitsEncoder
 
 ARCHITECTURES = {
     "mlp": (MLPEncoder, MLPDecoder),
@@ -20,4 +21,4 @@ def make_networks(architecture, input_shape, latent_dim, hidden_units, dtype=Non
     return encoder, decoder
 
 
-__all__ = ["ARCHITECTURES", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "make_networks"]
+__all__ = ["ARCHITECTURES", "ConvDecoder", "ConvEncoder", "LogitsEncoder", "MLPDecoder", "MLPEncoder", "make_networks"]
