@@ -10,6 +10,9 @@ from tests import test_distribute as shared_distribute
 from tests import test_models as shared
 from tfdgm import distribute
 
+# Minutes of training: outside the default run, run by CI as `pytest -m slow` (see .ci/run).
+pytestmark = pytest.mark.slow
+
 VARIANTS = {
     "rws-bernoulli-both": ("rws", {"latent": "bernoulli", "phi_update": "both", "insomnia": 0.3}),
     "rws-dreg": ("rws", {"phi_update": "wake_dreg"}),

@@ -9,6 +9,9 @@ import tensorflow as tf
 from tfdgm import models
 from tfdgm.data.sources import read_idx
 
+# Minutes of training: outside the default run, run by CI as `pytest -m slow` (see .ci/run).
+pytestmark = pytest.mark.slow
+
 DATA = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 
