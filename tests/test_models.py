@@ -131,6 +131,9 @@ def test_same_seed_same_training(name):
 
 def test_bad_input_is_refused_before_training(name):
     model = tiny_model(name)
+    if model.has_bound:  # a bound of data the likelihood cannot model is an error, not a NaN
+        with pytest.raises(ValueError, match=r"\[0, 1\]|binary|binar"):
+            model.log_likelihood_bound(binary_images(2) * 3.0, 3)
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match=r"\[0, 1\]|binary|binar"):
         model.fit(binary_images(8) * 3.0, epochs=1, verbose=0)

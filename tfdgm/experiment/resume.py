@@ -83,7 +83,8 @@ def apply(model, config, allowed):
         return
     old, new = allowed["training.learning_rate"]
     groups = getattr(model, "optimizers_by_group", None) or {"all": model.optimizer}
-    for optimizer in groups.values():
+    # Groups may share one optimizer: set each optimizer once.
+    for optimizer in {id(o): o for o in groups.values()}.values():
         current = float(optimizer.learning_rate.numpy())
         scaled = isinstance(old, (int, float)) and old > 0 and abs(current - old) > 1e-6 * old
         optimizer.learning_rate = float(current * new / old if scaled else new)  # assigns the variable

@@ -19,6 +19,7 @@ import contextlib
 import random
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfdgm import distributions as dists
@@ -231,7 +232,13 @@ class AmortizedModel(GenerativeModel):
         return z, self.likelihood.sample(self.decode_params(z), self.event_ndims, x_seed)
 
     def log_likelihood_bound(self, x, num_samples=None, seed=None):
-        """The IWAE-K lower bound on log p(x) per example [B] (K defaults to training K)."""
+        """The IWAE-K lower bound on log p(x) per example [B] (K defaults to training K).
+
+        Arrays and eager tensors are validated first (`validate_data`): data the likelihood cannot
+        model is an error, not a NaN bound.
+        """
+        if isinstance(x, np.ndarray) or (tf.is_tensor(x) and tf.executing_eagerly()):
+            x = self.validate_data(x)
         out = self.log_weights(x, self.num_samples if num_samples is None else num_samples, seed=seed)
         return estimators.iwae_bound(out["log_w"])
 

@@ -9,6 +9,7 @@ the configurations: the model needs no encoder. The lecture's first two objectiv
 Reference: Abbeel, Chen, Ho & Srinivas, CS294-158 Lecture 4, Latent Variable Models (2019).
 """
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfdgm import estimators
@@ -142,7 +143,10 @@ class EnumerableLatentModel(GenerativeModel):
 
     # ------------------------------------------------------------------ inference and generation
     def log_likelihood_bound(self, x, num_samples=None, seed=None):
-        """The exact log p(x) (num_samples and seed are ignored): the tightest bound."""
+        """The exact log p(x) (num_samples and seed are ignored): the tightest bound. Arrays and
+        eager tensors are validated first, as `AmortizedModel.log_likelihood_bound` does."""
+        if isinstance(x, np.ndarray) or (tf.is_tensor(x) and tf.executing_eagerly()):
+            x = self.validate_data(x)
         return self.log_likelihood(x)
 
     def encode(self, x):
