@@ -18,7 +18,7 @@ DATA = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 @pytest.fixture(scope="module")
 def images():
     if not os.path.exists(DATA):
-        pytest.skip(f"no Fashion-MNIST at {DATA}")
+        pytest.fail(f"no Fashion-MNIST at {DATA}: apt-get install -y dataset-fashion-mnist (as .ci/run does)")
     raw = read_idx(DATA)[:1200].astype(np.float32) / 255.0
     rng = np.random.default_rng(0)
     x = (rng.uniform(size=raw.shape) < raw).astype(np.float32)[..., None]

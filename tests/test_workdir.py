@@ -8,15 +8,14 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl.testing import flagsaver
 
 from tfdgm import callbacks as cbs
-from tfdgm import cli
 from tfdgm import config as cfg
 from tfdgm import data as tfdata
 from tfdgm import evaluation
 from tfdgm import experiment
 from tests.harness import binary_images, tiny_model
+from tests.test_cli import _run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VAE = os.path.join(ROOT, "configs", "vae_mlp_fashion_mnist.py")
@@ -37,12 +36,6 @@ def _read(path):
         return json.load(f)
 
 
-def _run_cli(*args):
-    with flagsaver.flagsaver():
-        try:
-            return cli._main_with_errors(cli.parse_flags(["tfdgm", *args])) or 0
-        except SystemExit as exit_:
-            return exit_.code
 
 
 @pytest.fixture
