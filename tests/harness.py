@@ -8,10 +8,19 @@ TINY = dict(input_shape=(8, 8, 1), latent_dim=3, hidden_units=(16, 16), seed=7)
 
 
 def tiny_model(name, **overrides):
-    kwargs = dict(TINY, num_samples=3)
+    """A tiny model of a registered class: the TINY settings the class has (by its
+    `default_config()`: an RBM has no latent_dim or num_samples), then `overrides` as given."""
+    cls = models.get_model_class(name)
+    accepted = set(cls.default_config()) | {"input_shape"}
+    kwargs = {key: value for key, value in dict(TINY, num_samples=3).items() if key in accepted}
     kwargs.update(overrides)
     keras.utils.set_random_seed(0)  # same initial weights every time
-    return models.get_model_class(name)(**kwargs)
+    return cls(**kwargs)
+
+
+def accepts(name, *arguments):
+    """Whether a registered model's constructor has all these configurable arguments."""
+    return set(arguments) <= set(models.get_model_class(name).default_config())
 
 
 def binary_images(num=32, shape=(8, 8, 1), seed=0):

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfdgm import distributions as dists
-from tests.harness import ALL_MODELS, binary_images, noise_table, table_gaussian_sample, tiny_model
+from tests.harness import ALL_MODELS, accepts, binary_images, noise_table, table_gaussian_sample, tiny_model
 
 
 @pytest.fixture(params=ALL_MODELS)
@@ -148,13 +148,18 @@ def test_bad_input_is_refused_before_training(name):
 def test_constructor_typos_and_bad_values_are_clear(name):
     with pytest.raises((TypeError, ValueError), match="num_sampels"):
         tiny_model(name, num_sampels=5)
-    with pytest.raises(ValueError, match="num_samples"):
-        tiny_model(name, num_samples=0)
-    with pytest.raises(ValueError, match="architecture"):
-        tiny_model(name, architecture="transformer")
+    # Arguments a model does not take are not checked here: a typo of them is the case above.
+    if accepts(name, "num_samples"):
+        with pytest.raises(ValueError, match="num_samples"):
+            tiny_model(name, num_samples=0)
+    if accepts(name, "architecture"):
+        with pytest.raises(ValueError, match="architecture"):
+            tiny_model(name, architecture="transformer")
 
 
 def test_conv_architecture_and_bfloat16_precision_train(name):
+    if not accepts(name, "architecture", "precision"):
+        pytest.skip(f"{name} declares no architecture or precision argument (its default_config)")
     model = tiny_model(name, architecture="conv", precision="mixed_bfloat16")
     history = _fit(model, binary_images(16), epochs=1).history
     assert np.isfinite(history["loss"][-1])
