@@ -8,6 +8,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tfdgm", "tfdgm.*"]),
+    # The preset index (names -> files and sha256) ships with the package; the presets' files are
+    # in the repository's zoo/ and are fetched from TFDGM_ZOO_URL by installs without it.
+    package_data={"tfdgm.zoo": ["index.json"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.18",

@@ -6,6 +6,10 @@ Usage:
   tfdgm evaluate --workdir runs/iwae [--method iwae|ais|bdmc] [--num_samples 5000] [--num_examples 10000]
       [--ais_steps 500 --num_chains 16 --leapfrog_steps 10 --schedule sigmoidal --ais_start prior]
   tfdgm sample --workdir runs/iwae [--num_samples 64] [--seed 0] [--output samples.png]
+  tfdgm evaluate|sample|export --preset NAME|DIR|URL ...   (a pretrained preset instead of a workdir)
+  tfdgm export --workdir runs/iwae --out exported/iwae     (a SavedModel that needs only TensorFlow)
+  tfdgm publish --workdir runs/iwae --out zoo/NAME [--index tfdgm/zoo/index.json] [--description ...]
+  tfdgm list                                               (presets, registered models, configs)
 
 The work is done by `tfdgm.experiment` (train, evaluate, sample); this module holds the flags and
 the dispatch. A workdir holds config.json, checkpoints/state.json + state-<step>.npz (the training
@@ -25,14 +29,24 @@ from tfdgm import distribute
 from tfdgm import evaluation
 from tfdgm import experiment
 
-COMMANDS = ("train", "evaluate", "sample")
+COMMANDS = ("train", "evaluate", "sample", "export", "publish", "list")
+NEEDS_MODEL = ("evaluate", "sample", "export")  # a --workdir or a --preset
 EVAL_METHODS = list(experiment.EVAL_METHODS)
 USAGE_EXIT_CODE = 2
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (train), e.g. configs/vae_mlp_fashion_mnist.py; "
     "override fields with --config.training.epochs=3.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (all subcommands).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (train, publish; or evaluate/sample/export).")
+_PRESET = flags.DEFINE_string("preset", None, "evaluate / sample / export: a pretrained preset instead of --workdir: "
+                              "a name from `tfdgm list`, a preset directory, or an http(s):// URL of one.")
+_OUT = flags.DEFINE_string("out", None, "export: SavedModel directory to write. publish: preset directory to write.")
+_NAME = flags.DEFINE_string("name", None, "publish: preset name (default: the --out directory's name).")
+_DESCRIPTION = flags.DEFINE_string("description", "", "publish: one line describing the preset.")
+_TRAIN_COMMAND = flags.DEFINE_string("train_command", None, "publish: the exact training command for the card "
+                                     "(default: the one `tfdgm train` recorded in metrics.json).")
+_INDEX = flags.DEFINE_string("index", None, "publish: also add the preset to this index.json (e.g. "
+                             "tfdgm/zoo/index.json).")
 _STRATEGY = flags.DEFINE_enum(
     "strategy", "default", list(distribute.STRATEGIES),
     "train: tf.distribute strategy. mirrored = all local GPUs (or CPUs); multiworker = "
@@ -59,7 +73,8 @@ _AIS_START = flags.DEFINE_enum("ais_start", evaluation.DEFAULT_AIS["start"], ["p
                                "evaluate ais|bdmc: start the chains at the prior (Wu et al.) or at q(z|x).")
 _DIAGNOSTICS = flags.DEFINE_boolean(
     "diagnostics", True, "evaluate: also report active units, KL per dimension and mutual information.")
-_OUTPUT = flags.DEFINE_string("output", None, "sample: output PNG (default: WORKDIR/samples-seed<SEED>.png).")
+_OUTPUT = flags.DEFINE_string("output", None, "sample: output PNG (default: WORKDIR/samples-seed<SEED>.png). "
+                              "evaluate: also write the result to this JSON file.")
 _DEBUG = flags.DEFINE_boolean("debug", False, "Show the traceback of an error (also: TFDGM_DEBUG=1).")
 
 
@@ -106,9 +121,17 @@ def main(argv):
         raise CLIError(f"unknown subcommand {command!r}; choose one of: {', '.join(COMMANDS)}.")
     if extra:
         raise CLIError(f"unexpected arguments {extra} (flags need a leading --).")
-    if not _WORKDIR.value:
+    if command == "list":
+        _print_list()
+        return 0
+    workdir, preset = _WORKDIR.value, _PRESET.value
+    if command in NEEDS_MODEL:
+        if bool(workdir) == bool(preset):
+            raise CLIError(f"{command} needs exactly one of --workdir and --preset.")
+        if workdir and not os.path.isdir(workdir):
+            raise CLIError(f"workdir {workdir!r} does not exist.")
+    elif not workdir:
         raise CLIError("--workdir is required.")
-    workdir = _WORKDIR.value
     if command == "train":
         if _CONFIG.value is None:
             raise CLIError("train needs --config, e.g. --config configs/vae_mlp_fashion_mnist.py.")
@@ -117,18 +140,57 @@ def main(argv):
             config.to_dict()  # config_flags defers file errors (missing file, bad code) to first use
         except (OSError, AttributeError, TypeError, ValueError) as error:
             raise CLIError(f"could not load --config: {experiment.one_line(error)}") from None
-        metrics = experiment.train(config, workdir, strategy=_STRATEGY.value)
+        metrics = experiment.train(config, workdir, strategy=_STRATEGY.value, command=_command_line())
         return 0 if metrics["status"] == "completed" else 1
-    if not os.path.isdir(workdir):
-        raise CLIError(f"workdir {workdir!r} does not exist.")
-    if command == "evaluate":
+    if command == "publish":
+        if not os.path.isdir(workdir):
+            raise CLIError(f"workdir {workdir!r} does not exist.")
+        if not _OUT.value:
+            raise CLIError("publish needs --out, the preset directory to write (e.g. zoo/my_vae).")
+        experiment.publish(workdir, _OUT.value, name=_NAME.value, description=_DESCRIPTION.value,
+                           train_command=_TRAIN_COMMAND.value, index=_INDEX.value)
+    elif command == "export":
+        if not _OUT.value:
+            raise CLIError("export needs --out, the SavedModel directory to write.")
+        experiment.export(_OUT.value, workdir=workdir, preset=preset)
+    elif command == "evaluate":
         ais = dict(num_steps=_AIS_STEPS.value, num_chains=_NUM_CHAINS.value, leapfrog_steps=_LEAPFROG_STEPS.value,
                    schedule=_SCHEDULE.value, start=_AIS_START.value)
         experiment.evaluate(workdir, _NUM_SAMPLES.value, _NUM_EXAMPLES.value, _SEED.value, method=_METHOD.value,
-                            ais=ais, diagnostics=_DIAGNOSTICS.value)
+                            ais=ais, diagnostics=_DIAGNOSTICS.value, preset=preset, output=_OUTPUT.value)
     else:
-        experiment.sample(workdir, _NUM_SAMPLES.value, _SEED.value, _OUTPUT.value)
+        experiment.sample(workdir, _NUM_SAMPLES.value, _SEED.value, _OUTPUT.value, preset=preset)
     return 0
+
+
+_INVOCATION = []  # the arguments of this invocation, as parsed (set by parse_flags)
+
+
+def _command_line():
+    """The command as typed (`tfdgm train ...`), for the run's metrics.json and a preset's card."""
+    import shlex
+
+    return " ".join(["tfdgm"] + [shlex.quote(arg) for arg in _INVOCATION])
+
+
+def _print_list():
+    from tfdgm import models, zoo
+
+    print("Presets (tfdgm.from_preset(NAME); `tfdgm evaluate|sample|export --preset NAME`):")
+    rows = zoo.list_presets()
+    for row in rows:
+        nll = "" if row["test_nll"] is None else f"test NLL {row['test_nll']:.2f}"
+        print(f"  {row['name']:<34} {row['objective']:<12} {nll:<18} {row['size_bytes'] / 1e6:5.1f} MB  "
+              f"[{row['where']}]  {row['description']}")
+    if not rows:
+        print("  (none)")
+    print("Registered models (config.model.name):")
+    print("  " + ", ".join(sorted(models.registered_models())))
+    configs = os.path.join(os.path.dirname(__file__), "..", "configs")
+    if os.path.isdir(configs):
+        print(f"Configs ({os.path.abspath(configs)}; `tfdgm train --config configs/NAME.py`):")
+        for name in sorted(f for f in os.listdir(configs) if f.endswith(".py") and not f.startswith("_")):
+            print(f"  {name}")
 
 
 def _override_paths(argv):
@@ -155,6 +217,7 @@ def _dashes_to_underscores(arg):
 def parse_flags(argv):
     """Parses flags like absl, but reports bad config overrides as one clear line."""
     argv = [_dashes_to_underscores(arg) for arg in argv]
+    _INVOCATION[:] = argv[1:]
     saved_argv = sys.argv
     # config_flags looks for --config.* overrides in sys.argv, not in the argv it is given, so
     # run(argv) (and in-process callers) must expose their argv there while parsing.

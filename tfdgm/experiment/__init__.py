@@ -10,9 +10,10 @@ User errors (bad arguments, a missing or mismatched workdir, an evaluation the m
 raise `ExperimentError`, a ValueError with a one-line message; a lost peer of a multi-worker job
 raises `WorkerFailedError`. The workdir layout is described in `tfdgm.experiment.workdir`.
 """
-from tfdgm.experiment.evaluating import EVAL_METHODS, evaluate, sample
+from tfdgm.experiment.evaluating import EVAL_METHODS, evaluate, model_and_config, sample
+from tfdgm.experiment.publishing import export, publish
 from tfdgm.experiment.training import WorkerFailedError, train
 from tfdgm.experiment.workdir import ExperimentError, is_user_error, load_model, one_line, paths
 
-__all__ = ["EVAL_METHODS", "ExperimentError", "WorkerFailedError", "evaluate", "is_user_error", "load_model",
-           "one_line", "paths", "sample", "train"]
+__all__ = ["EVAL_METHODS", "ExperimentError", "WorkerFailedError", "evaluate", "export", "is_user_error", "load_model",
+           "model_and_config", "one_line", "paths", "publish", "sample", "train"]

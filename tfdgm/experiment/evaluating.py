@@ -1,6 +1,7 @@
 """`evaluate` and `sample`: test log-likelihoods and sample grids of a workdir's model."""
 import math
 import os
+import re
 import time
 
 import keras
@@ -68,15 +69,39 @@ def _check_method(model, config, method, ais):
                               f"{config.model.name!r} has {lacking}.")
 
 
-def evaluate(workdir, num_samples=None, num_examples=None, seed=0, method="iwae", ais=None, diagnostics=True):
-    """Evaluates workdir's model on the test split and merges the result into workdir/metrics.json.
+def model_and_config(workdir=None, preset=None):
+    """(model, experiment config) of a workdir, or of a preset (name, directory or URL), whose card
+    holds the config it was trained with (its data and evaluation settings)."""
+    if (workdir is None) == (preset is None):
+        raise ExperimentError("give exactly one of --workdir and --preset.")
+    if workdir is not None:
+        return wd.load_model(workdir), wd.load_config(workdir)
+    from tfdgm import config as cfg
+    from tfdgm import zoo
 
-    method: "iwae" (top-level test_nll), "ais" (test_nll_ais) or "bdmc" (bdmc). Every evaluation is
-    also appended to metrics["evaluations"]; with diagnostics (and a model with an encoder and
-    continuous latents), latent_diagnostics is refreshed. Works on an unfinished workdir from its
-    training state. Returns the dict merged into metrics.json.
+    try:
+        model = zoo.from_preset(preset)
+        card = zoo.read_metadata(zoo.resolve(preset)) or {}
+    except zoo.PresetError as error:
+        raise ExperimentError(str(error)) from None
+    stored = card.get("training", {}).get("config")
+    if not stored:
+        raise ExperimentError(f"preset {preset!r} has no training config in its metadata.json, so its test data and "
+                              "evaluation settings are unknown; publish it with `tfdgm publish`.")
+    return model, cfg.from_dict(stored)
+
+
+def evaluate(workdir=None, num_samples=None, num_examples=None, seed=0, method="iwae", ais=None, diagnostics=True,
+             preset=None, output=None):
+    """Evaluates a workdir's (or a preset's) model on the test split.
+
+    method: "iwae" (top-level test_nll), "ais" (test_nll_ais) or "bdmc" (bdmc). For a workdir the
+    result is merged into workdir/metrics.json, and every evaluation is also appended to
+    metrics["evaluations"]; a preset's files are never written (pass `output` for a JSON file).
+    With diagnostics (and a model with an encoder and continuous latents), latent_diagnostics is
+    refreshed. Works on an unfinished workdir from its training state. Returns the result.
     """
-    config = wd.load_config(workdir)
+    model, config = model_and_config(workdir, preset)
     num_samples = config.eval.num_samples if num_samples is None else num_samples
     num_examples = config.eval.num_examples if num_examples is None else num_examples
     if num_samples < 1 or num_examples < 0:
@@ -87,9 +112,8 @@ def evaluate(workdir, num_samples=None, num_examples=None, seed=0, method="iwae"
     ais = dict(evaluation.DEFAULT_AIS, **(ais or {}))
     if min(ais["num_steps"], ais["num_chains"], ais["leapfrog_steps"]) < 1:
         raise ExperimentError("--ais_steps, --num_chains and --leapfrog_steps must be >= 1.")
-    model = wd.load_model(workdir)
     _check_method(model, config, method, ais)
-    metrics = wd.read_json(wd.paths(workdir)["metrics"], {})
+    metrics = wd.read_json(wd.paths(workdir)["metrics"], {}) if workdir else {}
     evaluations = metrics.get("evaluations", [])  # keep every evaluation; top-level keys hold the latest
     if method == "iwae":
         result = evaluate_nll(model, config, num_samples, num_examples, seed)
@@ -109,24 +133,32 @@ def evaluate(workdir, num_samples=None, num_examples=None, seed=0, method="iwae"
         updates["latent_diagnostics"] = d
         log(f"Latent diagnostics on {d['num_examples']} test images: {d['active_units']} of {model.latent_dim} "
             f"units active, KL {d['kl']:.2f} nats, I_q(x; z) ~ {d['mutual_information']:.2f} nats.")
-    wd.update_metrics(workdir, evaluations=evaluations, **updates)
-    log(f"Merged into {wd.paths(workdir)['metrics']}.")
+    if workdir is not None:
+        wd.update_metrics(workdir, evaluations=evaluations, **updates)
+        log(f"Merged into {wd.paths(workdir)['metrics']}.")
+    if output:
+        cbs.write_json_atomic(output, dict(updates, preset=preset, workdir=workdir))
+        log(f"Wrote {output}.")
     return dict(updates, evaluations=evaluations)
 
 
-def sample(workdir, num_samples=None, seed=0, output=None):
-    """Writes a PNG grid of num_samples images drawn from workdir's model; returns its path.
+def sample(workdir=None, num_samples=None, seed=0, output=None, preset=None):
+    """Writes a PNG grid of num_samples images drawn from a workdir's (or preset's) model; returns
+    its path.
 
     num_samples defaults to the run's config.eval.num_image_samples; output to
-    WORKDIR/samples-seed<SEED>.png. Works on an unfinished workdir from its training state.
+    WORKDIR/samples-seed<SEED>.png (for a preset: ./samples-<name>-seed<SEED>.png). Works on an
+    unfinished workdir from its training state.
     """
     if num_samples is not None and num_samples < 1:
         raise ExperimentError(f"--num_samples must be >= 1, got {num_samples}.")
-    model = wd.load_model(workdir)
+    model, config = model_and_config(workdir, preset)
     if num_samples is None:
-        saved = wd.read_json(wd.paths(workdir)["config"], {})
-        num_samples = saved.get("eval", {}).get("num_image_samples", 64)
-    output = output or os.path.join(workdir, f"samples-seed{seed}.png")
+        num_samples = config.eval.get("num_image_samples", 64)
+    if output is None:
+        name = os.path.basename(os.path.normpath(str(preset))) if preset else None
+        output = (os.path.join(workdir, f"samples-seed{seed}.png") if workdir else
+                  f"samples-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-seed{seed}.png")
     images = keras.ops.convert_to_numpy(model.sample(num_samples, seed=seed))
     cbs.save_image_grid(images, output, ncols=math.ceil(math.sqrt(num_samples)))
     log(f"Wrote {num_samples} samples (seed {seed}) to {output}.")

@@ -26,7 +26,7 @@ class WorkerFailedError(RuntimeError):
     """Another worker of a multi-worker job failed or stopped responding; rerun every worker to resume."""
 
 
-def train(config, workdir, strategy="default"):
+def train(config, workdir, strategy="default", command=None):
     """Trains config's model in workdir and writes every artefact; returns the metrics.json dict.
 
     metrics["status"] is "completed", or "nan" when a non-finite loss or metric stopped training
@@ -42,6 +42,9 @@ def train(config, workdir, strategy="default"):
     The chief holds workdir's lock (`tfdgm.experiment.lock`) while it runs: a second trainer on the
     same workdir is an ExperimentError. A resumed run may change the settings of
     `tfdgm.experiment.resume.CHANGEABLE` (applied, and logged), not the model or the data.
+
+    command: the command line that started the run, recorded in metrics.json (the CLI passes it;
+    `tfdgm publish` writes it on the preset's card).
     """
     try:
         cfg.validate(config)
@@ -58,7 +61,7 @@ def train(config, workdir, strategy="default"):
     try:
         if lock is not None:
             lock.acquire()
-        return _train(config, workdir, outdir, strategy)
+        return _train(config, workdir, outdir, strategy, command)
     except _WORKER_FAILURES as error:
         if strategy.num_replicas_in_sync == len(strategy.extended.worker_devices):
             raise  # a single process: not a lost peer, keep the traceback
@@ -146,7 +149,7 @@ def _callbacks(config, model, outdir, test_images, history, restored):
 _OUTCOME_KEYS = ("failure", "error", "last_good_checkpoint", "last_good_epoch", "last_good_step")
 
 
-def _train(config, workdir, outdir, strategy):
+def _train(config, workdir, outdir, strategy, command=None):
     start = time.perf_counter()
     paths = wd.paths(outdir)  # write here; resume from the chief's workdir
     for directory in (outdir, paths["checkpoints"]):  # what writes killed mid-way left (we hold the lock)
@@ -168,14 +171,15 @@ def _train(config, workdir, outdir, strategy):
     os.makedirs(paths["checkpoints"], exist_ok=True)
     cbs.write_json_atomic(paths["config"], cfg.to_dict(config))
     try:
-        return _fit_and_finish(config, workdir, outdir, strategy, model, step, restored, steps_per_epoch,
+        return _fit_and_finish(config, workdir, outdir, strategy, model, step, restored, steps_per_epoch, command,
                                test_images, start)
     except Exception as error:
         wd.update_metrics(outdir, status="failed", error=f"{type(error).__name__}: {error}"[:500])
         raise
 
 
-def _fit_and_finish(config, workdir, outdir, strategy, model, step, restored, steps_per_epoch, test_images, start):
+def _fit_and_finish(config, workdir, outdir, strategy, model, step, restored, steps_per_epoch, command, test_images,
+                    start):
     t, paths, saved = config.training, wd.paths(outdir), wd.paths(workdir)
     initial_epoch, step_in_epoch = divmod(step, steps_per_epoch)
     previous = wd.read_json(saved["metrics"], {})
@@ -186,6 +190,8 @@ def _fit_and_finish(config, workdir, outdir, strategy, model, step, restored, st
 
     base_metrics = {"model": config.model.name, "status": "training", "num_parameters": int(model.count_params()),
                     "num_replicas": int(strategy.num_replicas_in_sync)}
+    if command:
+        base_metrics["command"] = command
     # Merged, never replaced: evaluations, AIS results and diagnostics of earlier runs are kept.
     wd.update_metrics(outdir, **base_metrics, history=history, **dict.fromkeys(_OUTCOME_KEYS))
     callbacks, guards, images, json_history, diagnostics = _callbacks(
