@@ -18,7 +18,9 @@ def name(request):
     return request.param
 
 
-def _fit(model, x, jit_compile=True, epochs=2, optimizer=None):
+# Graph mode unless a check is about XLA: test_xla_and_graph_mode_train_identically shows XLA trains
+# like graph mode for every model, and an XLA compile per fit would dominate these tiny models' time.
+def _fit(model, x, jit_compile=False, epochs=2, optimizer=None):
     model.compile(optimizer=optimizer or keras.optimizers.Adam(1e-2), jit_compile=jit_compile)
     return model.fit(x, batch_size=8, epochs=epochs, verbose=0, shuffle=False)
 
@@ -37,6 +39,9 @@ def test_fit_reports_the_common_metrics_and_improves(name):
                                    rtol=1e-4)
 
 
+# The two checks that compile every model with XLA (tens of seconds each on 2 cores) run with the
+# long checks (`pytest -m slow`, as CI does), which keeps the default run short as models are added.
+@pytest.mark.slow
 def test_xla_and_graph_mode_train_identically(name, monkeypatch):
     # XLA's RNG kernels draw other numbers than TF's for the same seed, so the noise is fixed
     # here; everything else (losses, gradients, optimizer) must then agree across modes.
@@ -157,11 +162,12 @@ def test_constructor_typos_and_bad_values_are_clear(name):
             tiny_model(name, architecture="transformer")
 
 
+@pytest.mark.slow
 def test_conv_architecture_and_bfloat16_precision_train(name):
     if not accepts(name, "architecture", "precision"):
         pytest.skip(f"{name} declares no architecture or precision argument (its default_config)")
     model = tiny_model(name, architecture="conv", precision="mixed_bfloat16")
-    history = _fit(model, binary_images(16), epochs=1).history
+    history = _fit(model, binary_images(16), epochs=1, jit_compile=True).history
     assert np.isfinite(history["loss"][-1])
     if model.has_bound:
         assert model.log_likelihood_bound(binary_images(2), 4).dtype == tf.float32
