@@ -41,13 +41,16 @@ def _reference(name, likelihood, params):
         return tfd.Independent(tfd.Bernoulli(logits=params), EVENT)
     if name == "gaussian":
         return tfd.Independent(tfd.Normal(params, likelihood.scale), EVENT)
+    if name == "gaussian_predicted_scale":
+        loc, raw = tf.split(params, 2, axis=-1)
+        return tfd.Independent(tfd.Normal(loc, likelihood.min_scale + tf.math.softplus(raw)), EVENT)
     loc, log_scale = tf.split(params, 2, axis=-1)
     # Bins (k - 1/2, k + 1/2] on the 0..255 scale; QuantizedDistribution uses (k - 1, k], hence -1/2.
     logistic = tfd.Logistic(255.0 * loc - 0.5, 255.0 * tf.exp(tf.clip_by_value(log_scale, -7.0, 7.0)))
     return tfd.Independent(tfd.QuantizedDistribution(logistic, low=0.0, high=255.0), EVENT)
 
 
-@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic"])
+@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic", "gaussian_predicted_scale"])
 def test_log_prob_and_gradient_match_tfp(name):
     likelihood = _built(name)
     # Moderate params for the logistic so TFP's own CDF difference is well conditioned.
@@ -119,7 +122,7 @@ def test_discretized_logistic_is_finite_far_in_the_tails():
     assert -2e6 < log_p.numpy()[0] < -1e5
 
 
-@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic"])
+@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic", "gaussian_predicted_scale"])
 def test_bfloat16_params_give_float32_log_probs(name):
     likelihood = _built(name)
     params = _params(likelihood, scale=0.5)
@@ -131,7 +134,7 @@ def test_bfloat16_params_give_float32_log_probs(name):
     assert likelihood.mean(tf.cast(params, tf.bfloat16)).dtype == tf.float32
 
 
-@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic"])
+@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic", "gaussian_predicted_scale"])
 def test_mean_sample_and_distribution_shapes(name):
     likelihood = _built(name)
     params = _params(likelihood, scale=0.5)
@@ -141,7 +144,7 @@ def test_mean_sample_and_distribution_shapes(name):
     assert draw.shape == (K, B, *SHAPE) and draw.dtype == tf.float32
     np.testing.assert_array_equal(draw, likelihood.sample(params, EVENT, seed=[5, 6]))
     assert not np.array_equal(draw, likelihood.sample(params, EVENT, seed=[5, 7]))
-    if name != "gaussian":
+    if not name.startswith("gaussian"):
         assert np.all((draw.numpy() >= 0) & (draw.numpy() <= 1))
     if name == "discretized_logistic":
         np.testing.assert_allclose(draw * 255, np.round(draw * 255), atol=1e-4)
@@ -152,7 +155,7 @@ def test_mean_sample_and_distribution_shapes(name):
     np.testing.assert_allclose(p.log_prob(x), likelihood.log_prob(params, x, EVENT), rtol=1e-5, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic"])
+@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic", "gaussian_predicted_scale"])
 def test_sample_means_match_the_distribution(name):
     """Monte Carlo check of `sample`: the empirical mean per pixel equals the exact one."""
     likelihood = _built(name)
@@ -165,7 +168,7 @@ def test_sample_means_match_the_distribution(name):
 
 
 def test_get_likelihood_accepts_names_instances_and_dicts():
-    assert dists.LIKELIHOOD_NAMES == ("bernoulli", "gaussian", "discretized_logistic")
+    assert dists.LIKELIHOOD_NAMES == ("bernoulli", "gaussian", "gaussian_predicted_scale", "discretized_logistic")
     assert isinstance(dists.get_likelihood("Gaussian"), dists.GaussianLikelihood)
     layer = dists.DiscretizedLogisticLikelihood(min_log_scale=-5.0)
     assert dists.get_likelihood(layer) is layer
@@ -175,7 +178,7 @@ def test_get_likelihood_accepts_names_instances_and_dicts():
     from_file = dists.get_likelihood({"name": "gaussian", "scale": "learned", "min_scale": 0.01})
     assert from_file.learned and from_file.min_scale == 0.01  # the dict a config file holds
     for bad in ("poisson", {"name": "poisson"}, None, 3):
-        with pytest.raises(ValueError, match=r"Unknown likelihood .*'bernoulli', 'gaussian', 'discretized_logistic'"):
+        with pytest.raises(ValueError, match=r"Unknown likelihood .*'bernoulli', 'gaussian', 'gaussian_predicted_scale', 'discretized_logistic'"):
             dists.get_likelihood(bad)
 
 
@@ -239,7 +242,7 @@ def test_string_keyed_heads_accept_likelihood_layers():
                                dists.BernoulliLikelihood().log_prob(bernoulli, _data("bernoulli"), EVENT))
 
 
-@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic"])
+@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic", "gaussian_predicted_scale"])
 def test_log_prob_and_gradient_compile_with_xla(name):
     likelihood = dists.get_likelihood(dists.GaussianLikelihood(scale="learned") if name == "gaussian" else name)
     likelihood.build(SHAPE)

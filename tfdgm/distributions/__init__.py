@@ -27,6 +27,7 @@ from tfdgm.distributions.likelihoods import (
     DiscretizedLogisticLikelihood,
     GaussianLikelihood,
     Likelihood,
+    PredictedScaleGaussianLikelihood,
     get_likelihood,
 )
 from tfdgm.distributions.priors import PRIORS, LearnedGaussianPrior, StandardNormalPrior, get_prior
@@ -43,6 +44,7 @@ __all__ = [
     "StandardNormalPrior",
     "get_prior",
     "LIKELIHOOD_NAMES",
+    "PredictedScaleGaussianLikelihood",
     "BernoulliLikelihood",
     "DiscretizedLogisticLikelihood",
     "GaussianLikelihood",

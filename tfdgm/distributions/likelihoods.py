@@ -198,6 +198,52 @@ class GaussianLikelihood(Likelihood):
         return config
 
 
+@_register
+class PredictedScaleGaussianLikelihood(Likelihood):
+    """Independent Normal(loc, scale) pixels whose scale the decoder predicts per pixel (and per
+    latent: a mixture's components each get their own diagonal covariance).
+
+    params: [..., 2C], loc then raw scale; scale = min_scale + softplus(raw), so the density
+    cannot blow up on a collapsing component.
+    """
+
+    registry_name = "gaussian_predicted_scale"
+    params_per_channel = 2
+
+    def __init__(self, min_scale=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if not min_scale > 0:
+            raise ValueError(f"min_scale must be > 0, got {min_scale!r}.")
+        self.min_scale = float(min_scale)
+
+    @property
+    def data_name(self):
+        return "gaussian"  # the same data as a Gaussian likelihood: continuous values
+
+    def split(self, params):
+        """(loc, scale), float32, each with the data's shape."""
+        loc, raw = tf.split(_f32(params), 2, axis=-1)
+        return loc, self.min_scale + tf.math.softplus(raw)
+
+    def log_prob(self, params, x, event_ndims):
+        loc, scale = self.split(params)
+        z = (_f32(x) - loc) / scale
+        return _sum_event(-0.5 * tf.square(z) - tf.math.log(scale) - 0.5 * math.log(2 * math.pi), event_ndims)
+
+    def mean(self, params):
+        return self.split(params)[0]
+
+    def sample(self, params, event_ndims, seed):
+        loc, scale = self.split(params)
+        return loc + scale * tf.random.stateless_normal(tf.shape(loc), seed=_seed(seed), alg="philox")
+
+    def distribution(self, params, event_ndims):
+        return tfd.Independent(tfd.Normal(*self.split(params)), event_ndims)
+
+    def get_config(self):
+        return dict(super().get_config(), min_scale=self.min_scale)
+
+
 def _log1mexp(d):
     """log(1 - exp(-d)) for d > 0, accurate at both ends (Maechler 2012); both branches stay finite."""
     small = tf.minimum(d, math.log(2.0))

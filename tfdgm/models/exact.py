@@ -107,7 +107,9 @@ class EnumerableLatentModel(GenerativeModel):
             log_px_z = tf.matmul(logits, flat_x, transpose_b=True) - tf.reduce_sum(
                 tf.math.softplus(logits), axis=-1, keepdims=True)
         else:
-            shape = tf.concat([tf.shape(params)[:1], tf.shape(x)], axis=0)
+            # [M, B, *param_shape]: the parameters' own last axis (2C for likelihoods with a loc and a
+            # scale per channel), not the data's.
+            shape = tf.concat([tf.shape(params)[:1], tf.shape(x)[:1], tf.shape(params)[1:]], axis=0)
             log_px_z = self.likelihood.log_prob(tf.broadcast_to(params[:, None], shape), x, self.event_ndims)
         return self.prior().log_prob(z)[:, None] + log_px_z
 
