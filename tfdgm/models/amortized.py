@@ -107,9 +107,11 @@ class AmortizedModel(GenerativeModel):
         # What get_config writes for a component while it is the one built from a name or by
         # default (ids, not objects: Keras would track a second reference); others are serialised.
         self._built_in = {name: (id(getattr(self, _ATTRS[name])), spec) for name, spec in built_in.items()}
-        # Fixed input shapes, so build now: compile, saving, loading and export need no data.
-        self.encoder.build((None,) + self.example_shape)
-        self.decoder.build((None, self.latent_dim))
+        # Fixed input shapes, so build now: compile, saving, loading and export need no data. A
+        # network the user built already keeps its weights (Keras's Dense.build would add new ones).
+        for network, shape in ((self.encoder, self.example_shape), (self.decoder, (self.latent_dim,))):
+            if not network.built:
+                network.build((None,) + tuple(shape))
         self.likelihood.build((None,) + self.example_shape)
         self.built = True
 
