@@ -156,15 +156,21 @@ class RBM(GenerativeModel):
             v = tf.stop_gradient(self.chains[offset : offset + local])
         else:
             v = v0
-        xs, zs = [v], []
-        for t in range(self.cd_steps):  # k is small and static: unrolled (see BENCHMARKS.md)
-            step = eps[:, t * (self.num_hidden + self.num_visible) : (t + 1) * (self.num_hidden + self.num_visible)]
-            h, v, _ = self.gibbs_step(v, step)
-            xs.append(v)
-            zs.append(h)
-        samples = {"negative": tf.stop_gradient(v), "flip": eps[:, width:]}
-        if self.cd_correction:
+        steps = tf.reshape(eps[:, :width], [-1, self.cd_steps, self.num_hidden + self.num_visible])
+        samples = {"flip": eps[:, width:]}
+        if self.cd_correction:  # the whole trajectory is needed: unrolled
+            xs, zs = [v], []
+            for t in range(self.cd_steps):
+                h, v, _ = self.gibbs_step(v, steps[:, t])
+                xs.append(v)
+                zs.append(h)
             samples.update(xs=tf.stop_gradient(tf.stack(xs)), zs=tf.stop_gradient(tf.stack(zs)))
+        elif self.cd_steps == 1:  # unrolled is faster for k = 1, a while_loop for k = 10 (BENCHMARKS.md)
+            v = self.gibbs_step(v, steps[:, 0])[1]
+        else:
+            v = tf.while_loop(lambda t, v: t < self.cd_steps, lambda t, v: (t + 1, self.gibbs_step(v, steps[:, t])[1]),
+                              (tf.constant(0), v))[1]
+        samples["negative"] = tf.stop_gradient(v)
         return samples
 
     def pseudo_log_likelihood(self, v, eps):
