@@ -85,6 +85,8 @@ def main():
     parser.add_argument("--test_examples", type=int, default=1000)
     parser.add_argument("--log_z_steps", default="1000,10000")
     parser.add_argument("--models", default="sklearn,pcd1,cd1,cd10,cd1_corrected")
+    parser.add_argument("--learning_rate", type=float, default=0.05)
+    parser.add_argument("--momentum", type=float, default=0.5)
     parser.add_argument("--out", default="benchmarks/results/rbm.json")
     args = parser.parse_args()
     train, test = binarised("train", 0), binarised("test", 1)[: args.test_examples]
@@ -112,7 +114,7 @@ def main():
             model.set_parameters(rbm.components_.T, rbm.intercept_visible_, rbm.intercept_hidden_)
             row = {"seconds_per_epoch": seconds / args.epochs, "epoch_times": [seconds / args.epochs] * args.epochs}
         else:
-            model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.5), jit_compile=True)
+            model.compile(optimizer=keras.optimizers.SGD(args.learning_rate, momentum=args.momentum), jit_compile=True)
             timer = EpochTimes()
             model.fit(train, batch_size=100, epochs=args.epochs, shuffle=True, verbose=0, callbacks=[timer])
             # The first epoch includes tracing and XLA compilation: the steady state is the later ones.
@@ -124,7 +126,7 @@ def main():
         save()
         if name == "pcd1":
             pcd_model = model
-    if pcd_model is not None:
+    if pcd_model is not None and args.log_z_steps:
         results["loops"] = loop_timing(pcd_model)
         print(results["loops"], flush=True)
         save()
