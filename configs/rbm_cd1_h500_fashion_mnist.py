@@ -1,8 +1,8 @@
 """An RBM of 500 hidden units trained by CD-1 (Hinton 2002) on binarised Fashion-MNIST, batch 100.
 
 Hinton's practical guide (UTML TR 2010-003): SGD with learning rate 0.05 on the per-example mean
-gradient, momentum 0.5 (the guide's value for the first epochs; it raises it to 0.9 later: set
---config.training.momentum=0.9 on a resume), L2 weight decay 1e-4 on W, W ~ N(0, 0.01^2).
+gradient, momentum 0.5 (the guide's value for the first epochs; it raises it to 0.9 later, which
+here is a run of its own: the momentum is fixed for a run), L2 weight decay 1e-4 on W, W ~ N(0, 0.01^2).
 Evaluate with `tfdgm evaluate --method ais --num_chains 100 --ais_steps 10000 --schedule linear`
 (log Z by AIS from the base-rate model, Salakhutdinov & Murray 2008).
 """
