@@ -218,6 +218,14 @@ def test_pcd_mirrored_training_matches_one_device(mirrored, monkeypatch):
         np.testing.assert_allclose(replicated_history[key], single_history[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
+def test_savedmodel_exports_the_free_energy(tmp_path):
+    model = tiny_model("rbm", num_hidden=10)
+    model.export(str(tmp_path / "rbm"), verbose=False)
+    restored = tf.saved_model.load(str(tmp_path / "rbm"))
+    x = binary_images(4)
+    np.testing.assert_allclose(restored.free_energy(tf.constant(x)), model.free_energy(x), rtol=1e-6)
+
+
 def test_bad_settings_and_data_are_refused():
     with pytest.raises(ValueError, match="cd_correction"):
         RBM(input_shape=(4,), persistent=True, cd_correction=True)
@@ -252,6 +260,7 @@ def test_sample_is_deterministic_per_seed_and_follows_the_model():
 TINY_RUN = ["--config", os.path.join(ROOT, "configs", "rbm_pcd1_h500_fashion_mnist.py"),
             "--config.model.num_hidden=16", "--config.model.num_chains=50", "--config.model.gibbs_steps=5",
             "--config.data.batch_size=50", "--config.training.epochs=2", "--config.training.max_steps_per_epoch=4",
+            "--config.training.momentum=0.5",  # SGD momentum slots: more optimizer state to restore
             "--config.training.steps_per_execution=1", "--config.training.checkpoint_every_n_steps=2",
             "--config.eval.num_examples=50", "--config.eval.num_image_samples=4"]
 
