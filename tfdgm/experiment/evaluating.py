@@ -73,8 +73,9 @@ def _evaluate_free_energy_ais(model, config, num_examples, seed, ais):
                                              schedule=ais["schedule"], seed=seed)
     result = evaluation.free_energy_nll(model, images, partition, batch_size=config.eval.batch_size)
     log(f"log Z = {result['log_z']:.3f} +- {result['log_z_stderr']:.3f} (forward AIS), "
-        f"{result['log_z_reverse']:.3f} +- {result['log_z_reverse_stderr']:.3f} (reverse, from {partition.reverse_from});"
-        f" test NLL {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats ({len(images)} images)")
+        f"{result['log_z_reverse']:.3f} +- {result['log_z_reverse_stderr']:.3f} (reverse, from "
+        f"{partition.reverse_from}); test NLL {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats "
+        f"({len(images)} images)")
     result.update(method="ais", seed=int(seed), time_s=time.perf_counter() - start, kernel="gibbs",
                   num_steps=ais["num_steps"], num_chains=ais["num_chains"], schedule=ais["schedule"])
     return result

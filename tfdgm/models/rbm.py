@@ -299,7 +299,8 @@ class RBM(GenerativeModel):
         return tf.reduce_sum(tf.nn.softplus(base_logits)) + self.num_hidden * math.log(2.0)
 
     def annealed_gibbs_step(self, v, beta, base_logits, uniform):
-        """A Gibbs step v -> h -> v' that leaves `annealed_log_prob`'s f_beta invariant: h ~ sigmoid(beta (vW + c)), v' ~ sigmoid((1 - beta) a + beta (Wh + b)); uniform [..., H + D]."""
+        """A Gibbs step v -> h -> v' that leaves `annealed_log_prob`'s f_beta invariant:
+        h ~ sigmoid(beta (vW + c)), v' ~ sigmoid((1 - beta) a + beta (Wh + b)); uniform [..., H + D]."""
         h = tf.cast(uniform[..., : self.num_hidden] < tf.sigmoid(beta * self.hidden_logits(v)), tf.float32)
         logits = (1.0 - beta) * base_logits + beta * self.visible_logits(h)
         return tf.cast(uniform[..., self.num_hidden:] < tf.sigmoid(logits), tf.float32)
