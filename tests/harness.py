@@ -74,7 +74,7 @@ def fixed_replica_noise(table_size=1 << 16, seed=0):
     return gaussian_sample
 
 
-def noise_table(size=4096, seed=0):
+def noise_table(size=1 << 15, seed=0):
     """A fixed float32 table of N(0, 1) draws, the noise of tests that must not depend on RNG kernels."""
     import tensorflow as tf
 

@@ -360,14 +360,20 @@ def _first_config_per_model():
 @pytest.mark.parametrize("name", _first_config_per_model())
 def test_experiment_train_from_python_for_every_model_in_configs(name, tmp_path):
     config = _load_config_file(name)
-    config.model.hidden_units, config.model.latent_dim = (16,), 4
+    # Small versions of the sizes a model declares (an RBM has num_hidden, no latent_dim).
+    small = {"hidden_units": (16,), "latent_dim": 4, "num_hidden": 16, "num_chains": 20, "gibbs_steps": 5}
+    config.model.update({key: value for key, value in small.items() if key in config.model})
     config.data.batch_size = 20
     config.training.update(epochs=1, max_steps_per_epoch=2, jit_compile=False, steps_per_execution=1)
     config.eval.update(num_samples=2, num_examples=20, num_image_samples=4)
     metrics = experiment.train(config, str(tmp_path))
-    assert metrics["status"] == "completed" and metrics["steps"] == 2 and math.isfinite(metrics["test_nll"])
+    assert metrics["status"] == "completed" and metrics["steps"] == 2
     model = keras.models.load_model(tmp_path / "model.keras", compile=False)
     assert type(model) is models.get_model_class(config.model.name)
+    if model.has_encoder and model.has_bound:  # the IWAE-K test NLL needs both
+        assert math.isfinite(metrics["test_nll"])
+    else:
+        assert "test_nll" not in metrics
     # Every parameter group's optimizer is in the training state.
     groups = sorted(json.load(open(tmp_path / "checkpoints" / "state.json"))["groups"])
     state = np.load(tmp_path / "checkpoints" / "state-2.npz")

@@ -19,6 +19,18 @@ MODEL_EXPERIMENT_DEFAULTS = {"seed": 0}
 # config.model fields that are not constructor arguments.
 _NOT_CONSTRUCTOR_ARGS = ("name",)
 
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_optimizer(training):
+    """The optimizer of config.training: Adam(learning_rate, epsilon=adam_epsilon), or SGD with
+    `momentum` (classical momentum, as RBMs are trained in Hinton's practical guide)."""
+    import keras
+
+    if training.get("optimizer", "adam") == "sgd":
+        return keras.optimizers.SGD(training.learning_rate, momentum=training.get("momentum", 0.0))
+    return keras.optimizers.Adam(training.learning_rate, epsilon=training.adam_epsilon)
+
 
 def model_config(model_name, **overrides):
     """config.model for `model_name`: its name and every constructor argument with the default its
@@ -64,6 +76,10 @@ def base_config(model_name="vae", num_samples=None):
     config.training.epochs = 10
     config.training.learning_rate = 1e-3
     config.training.adam_epsilon = 1e-4  # Burda et al. use Adam with epsilon 1e-4
+    # "adam" or "sgd"; SGD's momentum is `momentum` (Hinton's practical guide trains RBMs by SGD
+    # with momentum 0.5 -> 0.9: that is this optimizer's momentum, not something a model re-implements).
+    config.training.optimizer = "adam"
+    config.training.momentum = 0.0
     config.training.jit_compile = True
     config.training.steps_per_execution = 10  # optimizer steps per compiled call
     config.training.max_steps_per_epoch = 0  # 0 = a full pass over the training set
@@ -122,6 +138,8 @@ def validate(config):
         "training.epochs": (t.epochs >= 1, ">= 1"),
         "training.learning_rate": (t.learning_rate > 0, "> 0"),
         "training.adam_epsilon": (t.adam_epsilon > 0, "> 0"),
+        "training.optimizer": (t.get("optimizer", "adam") in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+        "training.momentum": (0 <= t.get("momentum", 0.0) < 1, "in [0, 1)"),
         "training.steps_per_execution": (t.steps_per_execution >= 1, ">= 1"),
         "training.max_steps_per_epoch": (t.max_steps_per_epoch >= 0, ">= 0 (0 = a full pass)"),
         "training.checkpoint_every_n_steps": (t.checkpoint_every_n_steps >= 0, ">= 0 (0 = never)"),

@@ -1,7 +1,8 @@
 """SavedModel export with generative signatures chosen by the model's capabilities.
 
 Every model gets `sample(num_samples, seed)`; models with an encoder also `serve`/`reconstruct`
-and `encode`; models with a bound `log_likelihood_bound(x, num_samples, seed)`. Loading needs only
+and `encode`; models with a bound `log_likelihood_bound(x, num_samples, seed)`; models with a free
+energy (RBMs) `free_energy(x)`. Loading needs only
 TensorFlow (no tfdgm, no TFP). Randomness is explicit: the int32 [2] seeds are stateless, so the
 same seed always gives the same output.
 """
@@ -30,5 +31,7 @@ def export_saved_model(model, filepath, verbose=True):
             lambda x, num_samples, seed: model.log_likelihood_bound(x, num_samples, seed=seed),
             input_signature=[images, count, seed],
         )
+    if getattr(model, "has_free_energy", False):  # -log p*(x), unnormalised (an RBM's free energy)
+        archive.add_endpoint("free_energy", model.free_energy, input_signature=[images])
     archive.write_out(filepath, verbose=verbose)
     return filepath

@@ -5,8 +5,10 @@ import re
 import time
 
 import keras
+import numpy as np
 
 from tfdgm import callbacks as cbs
+from tfdgm import data as tfdata
 from tfdgm import evaluation
 from tfdgm.experiment import workdir as wd
 from tfdgm.experiment.workdir import ExperimentError, log
@@ -57,8 +59,36 @@ def _evaluate_ais(model, config, method, num_examples, seed, ais):
     return result
 
 
+def _evaluate_free_energy_ais(model, config, num_examples, seed, ais):
+    """Test NLL mean(F(x)) + log Z of a free-energy model (an RBM), log Z by AIS with Gibbs steps from
+    the base-rate model of the training data's pixel marginals (Salakhutdinov & Murray 2008), and
+    by reverse AIS (`tfdgm.evaluation.ais_log_partition`)."""
+    start = time.perf_counter()
+    images = wd.test_images(config, num_examples, config.eval.batch_size)
+    train = tfdata.load(config.data.name, "train", binarize=config.data.test_binarize, batch_size=1000,
+                        shuffle=False, **wd.data_kwargs(config)).take(10)  # 10,000 images for the base rates
+    base = np.concatenate([np.asarray(batch) for batch in train])
+    log(f"Estimating log Z by AIS (T={ais['num_steps']}, {ais['num_chains']} chains, {ais['schedule']}, Gibbs "
+        f"transitions, base rates of {len(base)} training images), then the NLL of {len(images)} test images...")
+    partition = evaluation.ais_log_partition(model, base, num_steps=ais["num_steps"], num_chains=ais["num_chains"],
+                                             schedule=ais["schedule"], seed=seed)
+    result = evaluation.free_energy_nll(model, images, partition, batch_size=config.eval.batch_size)
+    log(f"log Z = {result['log_z']:.3f} +- {result['log_z_stderr']:.3f} (forward AIS), "
+        f"{result['log_z_reverse']:.3f} +- {result['log_z_reverse_stderr']:.3f} (reverse, from "
+        f"{partition.reverse_from}); test NLL {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats "
+        f"({len(images)} images)")
+    result.update(method="ais", seed=int(seed), time_s=time.perf_counter() - start, kernel="gibbs",
+                  num_steps=ais["num_steps"], num_chains=ais["num_chains"], schedule=ais["schedule"])
+    return result
+
+
 def _check_method(model, config, method, ais):
     """Raises ExperimentError when the model cannot be evaluated by method."""
+    if method == "ais" and getattr(model, "has_free_energy", False):
+        if ais["start"] == "encoder":
+            raise ExperimentError(f"--ais_start encoder needs a model with has_encoder; {config.model.name!r} is "
+                                  "evaluated by AIS on log Z from the base-rate model (use --ais_start prior).")
+        return
     needs = {"iwae": wd.IWAE_NEEDS, "ais": ("has_joint",), "bdmc": ("has_joint",)}[method]
     if ais["start"] == "encoder" and method != "iwae":
         needs += ("has_encoder",)
@@ -119,6 +149,10 @@ def evaluate(workdir=None, num_samples=None, num_examples=None, seed=0, method="
         result = evaluate_nll(model, config, num_samples, num_examples, seed)
         evaluations.append(evaluation_record(result))
         updates = dict(result)
+    elif method == "ais" and getattr(model, "has_free_energy", False):
+        result = _evaluate_free_energy_ais(model, config, num_examples, seed, ais)
+        evaluations.append(result)
+        updates = {"test_nll_ais": result["nll"], "test_nll_ais_stderr": result["nll_stderr"], "ais": result}
     else:
         result = _evaluate_ais(model, config, method, num_examples, seed, ais)
         evaluations.append(result)

@@ -108,7 +108,7 @@ def _build(config, strategy, example_shape, workdir):
     keras.utils.set_random_seed(config.model.get("seed") or 0)
     with strategy.scope():
         model = wd.build_model(config, input_shape=example_shape)
-        model.compile(optimizer=keras.optimizers.Adam(t.learning_rate, epsilon=t.adam_epsilon),
+        model.compile(optimizer=cfg.make_optimizer(t),
                       jit_compile=t.jit_compile, steps_per_execution=t.steps_per_execution)
         step, entry, source = wd.restore(model, workdir)
     if source:

@@ -12,7 +12,8 @@ The base owns everything else, correct under `tf.distribute`:
   for state not learned by gradient (step sizes, persistent chains, running statistics);
 - metrics the model declares (`metric_names`), as per-example values, so Keras's cross-replica sums
   of (total, count) give global means; a step counter for schedules; replica-distinct seeds;
-- capability flags (`has_encoder`, `has_bound`, `has_joint`, `has_continuous_latents`) that the
+- capability flags (`has_encoder`, `has_bound`, `has_joint`, `has_continuous_latents`,
+  `has_free_energy`) that the
   CLI, evaluation, export and the test harness consult instead of a list of model names.
 """
 import inspect
@@ -55,6 +56,9 @@ class GenerativeModel(CheckedFit, keras.Model):
     has_bound = False  # log_likelihood_bound(x, num_samples, seed), a lower bound on log p(x)
     has_joint = False  # prior(), log_prior_and_likelihood(z, x), sample_joint: AIS and BDMC
     has_continuous_latents = False  # active units, KL per dimension, mutual information
+    # free_energy(x): the unnormalised -log p*(x) (an RBM's); log p(x) = -F(x) - log Z needs log Z,
+    # which `tfdgm.evaluation.ais_log_partition` estimates (`tfdgm evaluate --method ais`).
+    has_free_energy = False
     not_configurable = ()  # constructor arguments that are objects, not config fields
 
     def __init__(self, input_shape=(28, 28, 1), seed=None, **kwargs):
