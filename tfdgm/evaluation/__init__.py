@@ -8,10 +8,11 @@ from tfdgm.evaluation.diagnostics import (
     mutual_information,
     posterior_statistics,
 )
+from tfdgm.evaluation.gradient_variance import gradient_variance
 from tfdgm.evaluation.iwae import iwae_log_likelihoods, iwae_nll
 
 __all__ = [
-    "AISResult", "BDMCResult", "DEFAULT_AIS", "active_units", "ais_log_likelihoods", "ais_nll", "bdmc",
+    "AISResult", "BDMCResult", "DEFAULT_AIS", "active_units", "ais_log_likelihoods", "ais_nll", "bdmc", "gradient_variance",
     "iwae_log_likelihoods", "iwae_nll", "kl_per_dimension", "latent_diagnostics", "mutual_information",
     "posterior_statistics",
 ]
