@@ -43,11 +43,13 @@ FAMILIES = {
 
 
 def build(name, family_kwargs, kwargs):
-    kw = dict(family_kwargs, **kwargs)
-    if name in ("rws", "wake_sleep"):  # HelmholtzModel: the latent family by its own argument
-        kw["latent"] = "bernoulli" if kw.get("latent") == "bernoulli" else "gaussian"
+    """The registered model `name` with the family's settings it accepts (by its default_config):
+    e.g. rws gets latent="bernoulli" in the Bernoulli family and its Gaussian default otherwise. A
+    new estimator (REINFORCE, NVIL, VIMCO) is one more (label, name, kwargs) row in FAMILIES."""
+    cls = models.get_model_class(name)
+    kw = {k: v for k, v in dict(family_kwargs, **kwargs).items() if k in cls.default_config()}
     keras.utils.set_random_seed(0)
-    return models.get_model_class(name)(seed=0, **kw)
+    return cls(seed=0, **kw)
 
 
 out = {}
