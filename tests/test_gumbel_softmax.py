@@ -224,6 +224,6 @@ def test_bad_arguments_are_refused_clearly():
 
 def test_config_reports_the_number_of_variables_not_the_code_width():
     model = GumbelSoftmaxVAE(input_shape=(8, 8, 1), latent_dim=4, num_classes=5, hidden_units=(8,))
-    assert model.code_size == 20 and model.get_config()["latent_dim"] == 4
+    assert model.code_size == 20 and model.latent_dim == 4 and model.get_config()["latent_dim"] == 4
     assert model.encode(binary_images(2)).shape == (2, 20)
     np.testing.assert_allclose(model.encode(binary_images(2)).numpy().reshape(2, 4, 5).sum(-1), 1.0, rtol=1e-5)

@@ -90,9 +90,12 @@ class GumbelSoftmaxVAE(AmortizedModel):
         # The prior layer holds fixed zero logits (uniform); prior() broadcasts them to every variable.
         prior_layer = (discrete.CategoricalPrior(self.num_classes, learned=False, name="prior")
                        if latent == "categorical" else discrete.BernoulliPrior(code_size, learned=False, name="prior"))
-        # AmortizedModel's latent_dim is the decoder's input width, the flattened code.
+        # AmortizedModel builds the decoder for inputs of width latent_dim: the flattened code.
         super().__init__(latent_dim=code_size, hidden_units=hidden_units, seed=seed, precision=precision,
                          prior=prior_layer, encoder=encoder, **kwargs)
+        # From here on latent_dim is V, as in the config; the decoder's input width is code_size.
+        self.latent_dim = self.num_variables
+        self._code_size = code_size
         self._built_in["prior"] = (id(self.prior_layer), "uniform")
         if built_encoder:
             self._built_in["encoder"] = (id(self.encoder), None)
@@ -106,7 +109,7 @@ class GumbelSoftmaxVAE(AmortizedModel):
     @property
     def code_size(self):
         """Width of the flattened latent code the decoder sees: V * C (categorical) or V (Bernoulli)."""
-        return self.latent_dim
+        return self._code_size
 
     @property
     def _latent_shape(self):
@@ -174,6 +177,11 @@ class GumbelSoftmaxVAE(AmortizedModel):
         log_q = relaxed.relaxed_log_prob(self.latent, logits, free, tau)
         log_p = relaxed.relaxed_log_prob(self.latent, self._prior_logits(), free, tau)
         return tf.reduce_sum(log_q - log_p, axis=-1)
+
+    def decode_params(self, z):
+        """The likelihood's parameters for flat codes z [..., code_size]: [..., *param_shape]."""
+        out = self.decoder(tf.reshape(z, [-1, self.code_size]))
+        return tf.reshape(out, tf.concat([tf.shape(z)[:-1], self.param_shape], axis=0))
 
     def log_prior_and_likelihood(self, z, x):
         """(log p(z), log p(x|z)) for flat one-hot (or binary) z [..., B, code_size]."""
