@@ -53,3 +53,41 @@ class LatentDiagnostics(keras.callbacks.Callback):
                 "posterior has collapsed onto the prior."
             )
         self._collapsed = collapsed
+
+
+class GradientVariance(keras.callbacks.Callback):
+    """The training gradient's variance and SNR per parameter group, every n epochs.
+
+    Runs `tfdgm.evaluation.gradient_variance` on a fixed batch (the first num_examples of data)
+    with `num_draws` noise draws and adds `{prefix}{group}_{statistic}` to the epoch's logs, e.g.
+    gradvar_q_snr_median, gradvar_q_variance, gradvar_p_mean_norm (so History, CSVLogger and
+    TensorBoard record them when they come after this callback). The draws use their own fixed
+    seed and restore the model's seed generator, so training is the same with or without this
+    callback. Skipped epochs (and epochs with non-finite weights) add no entries.
+    `self.results` keeps (epoch, full result) pairs.
+    """
+
+    def __init__(self, data, every_n_epochs=1, num_examples=100, num_draws=20, groups=None, seed=0,
+                 prefix="gradvar_", statistics=("mean_norm", "variance", "snr_mean", "snr_median", "norm_snr")):
+        super().__init__()
+        self.data = np.asarray(data[:num_examples], np.float32)
+        if len(self.data) == 0:
+            raise ValueError("GradientVariance got no examples: pass a non-empty data array.")
+        self.every_n_epochs = int(every_n_epochs)
+        self.num_draws = int(num_draws)
+        self.groups = groups
+        self.seed = seed
+        self.prefix = prefix
+        self.statistics = tuple(statistics)
+        self.results = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every_n_epochs <= 0 or (epoch + 1) % self.every_n_epochs or not all_finite(self.model):
+            return
+        from tfdgm.evaluation.gradient_variance import gradient_variance
+
+        result = gradient_variance(self.model, self.data, num_draws=self.num_draws, seed=self.seed, groups=self.groups)
+        self.results.append((epoch + 1, result))
+        if logs is not None:
+            logs.update({f"{self.prefix}{group}_{name}": float(stats[name])
+                         for group, stats in result.items() for name in self.statistics})

@@ -8,6 +8,7 @@ from tfdgm.evaluation.diagnostics import (
     mutual_information,
     posterior_statistics,
 )
+from tfdgm.evaluation.gradient_variance import gradient_variance
 from tfdgm.evaluation.iwae import iwae_log_likelihoods, iwae_nll
 from tfdgm.evaluation.partition import (
     PartitionResult,
@@ -20,7 +21,8 @@ from tfdgm.evaluation.partition import (
 
 __all__ = [
     "AISResult", "BDMCResult", "DEFAULT_AIS", "PartitionResult", "active_units", "ais_log_likelihoods", "ais_nll",
-    "ais_log_partition", "base_rate_logits", "bdmc", "free_energy_log_likelihoods", "free_energy_nll", "sm_schedule",
+    "ais_log_partition", "base_rate_logits", "bdmc", "free_energy_log_likelihoods", "free_energy_nll", "gradient_variance",
+    "sm_schedule",
     "iwae_log_likelihoods", "iwae_nll", "kl_per_dimension", "latent_diagnostics", "mutual_information",
     "posterior_statistics",
 ]

@@ -7,11 +7,13 @@ from tfdgm.models.ais_vae import AISVAE, sample_implicit_posterior
 from tfdgm.models.amortized import AmortizedModel
 from tfdgm.models.base import GenerativeModel, get_model_class, register, registered_models
 from tfdgm.models.exact import EnumerableLatentModel
+from tfdgm.models.gumbel_softmax import GumbelSoftmaxVAE
 from tfdgm.models.iwae import IWAE, IWAEDReG
 from tfdgm.models.rbm import RBM
 from tfdgm.models.rws import RWS
 from tfdgm.models.vae import VAE
 from tfdgm.models.wake_sleep import HelmholtzModel, WakeSleep
 
-__all__ = ["AISVAE", "AmortizedModel", "EnumerableLatentModel", "GenerativeModel", "HelmholtzModel", "IWAE", "IWAEDReG",
-           "RBM", "RWS", "VAE", "WakeSleep", "get_model_class", "register", "registered_models", "sample_implicit_posterior"]
+__all__ = ["AISVAE", "AmortizedModel", "EnumerableLatentModel", "GenerativeModel", "GumbelSoftmaxVAE", "HelmholtzModel",
+           "IWAE", "IWAEDReG", "RBM", "RWS", "VAE", "WakeSleep", "get_model_class", "register", "registered_models",
+           "sample_implicit_posterior"]
