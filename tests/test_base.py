@@ -153,8 +153,9 @@ def test_the_kl_is_monte_carlo_where_tfp_has_no_analytic_form():
 @pytest.mark.parametrize("name", [
     "wake_sleep", "rws", "iwae_dreg",
     pytest.param("ais_vae", marks=pytest.mark.xfail(strict=True, reason=(
-        "the AIS chains' decoder reads (for log_w, the metrics and the step-size adaptation) still "
-        "lose their order before the decoder's optimizer writes in Grappler"))),
+        "not yet understood: after Grappler, reads of the decoder in the AIS chains (decoder_3/5/7, "
+        "whose values reach the metrics and the step-size adaptation) are still unordered with the "
+        "decoder optimizer's writes; gating the gradients on every tensor of the step does not help"))),
 ])
 def test_every_variable_read_of_a_step_comes_before_the_optimizer_writes(name):
     # Wake-sleep reads q(z|x) in the wake phase and p(x|z) in the dreams only for the other group's

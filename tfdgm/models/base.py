@@ -242,7 +242,8 @@ class GenerativeModel(CheckedFit, keras.Model):
         # the IdentityN, leaving no path: a read whose value feeds only other variables' gradients or
         # the metrics (the wake phase's q(z|x) in wake-sleep, the dream's p(x|z)) could then see
         # this step's update (TF 2.21, Keras 3.15). Making the optimizer's ops wait for everything
-        # the step computed restores the order.
+        # the step computed restores the order (the IdentityN then keeps control inputs and stays);
+        # tests/test_base.py checks the optimized graph.
         with tf.control_dependencies(_step_tensors(grads, metrics, aux)):
             for (optimizer, gradients), (_, variables) in by_optimizer:
                 optimizer.apply_gradients(zip(gradients, variables))
