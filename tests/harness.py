@@ -90,3 +90,54 @@ def table_gaussian_sample(table):
         return loc + scale * tf.reshape(table[: tf.reduce_prod(shape)], shape)
 
     return gaussian_sample
+
+
+def unordered_variable_accesses(model, batch_size=8):
+    """[(variable path, read op)] for reads of a trainable variable that the optimized `train_step`
+    graph leaves unordered with a write of that variable: neither runs surely before the other.
+
+    Runs Grappler (TensorFlow's graph optimizer, with the settings every tf.function runs under)
+    on the traced step, since the ordering is lost there and not in the traced graph itself: such
+    a read sometimes sees this step's update, and runs with all noise fixed then differ.
+    """
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+    from tensorflow.python.grappler import tf_optimizer
+
+    step = tf.function(model.train_step, autograph=False)
+    concrete = step.get_concrete_function(tf.TensorSpec((batch_size,) + model.example_shape, tf.float32))
+    graph = concrete.graph
+    meta = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(add_shapes=True), graph=graph)
+    fetch = meta_graph_pb2.CollectionDef()
+    fetch.node_list.value.extend([t.op.name for t in concrete.outputs] + [op.name for op in graph.control_outputs])
+    meta.collection_def["train_op"].CopyFrom(fetch)
+    optimized = tf_optimizer.OptimizeGraph(config_pb2.ConfigProto(), meta)
+
+    handles = {id(v.value.handle): v.path for v in model.trainable_variables}
+    paths = {internal.op.name: handles[id(external)] for external, internal in graph.captures if id(external) in handles}
+    nodes = {node.name: node for node in optimized.node}
+
+    def source(name):
+        return name.lstrip("^").split(":")[0]
+
+    def ancestors(name):
+        seen, stack = set(), [name]
+        while stack:
+            for parent in map(source, nodes[stack.pop()].input):
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+        return seen
+
+    by_variable = {}
+    for node in optimized.node:
+        if node.input and source(node.input[0]) in paths:
+            reads, writes = by_variable.setdefault(paths[source(node.input[0])], ([], []))
+            (reads if node.op == "ReadVariableOp" else writes).append(node.name)
+    assert any(writes for _, writes in by_variable.values()), "no optimizer writes found in the step"
+    unordered = []
+    for path, (reads, writes) in sorted(by_variable.items()):
+        for write in writes:
+            before = ancestors(write)
+            unordered += [(path, read) for read in reads if read not in before and write not in ancestors(read)]
+    return unordered

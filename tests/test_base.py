@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfdgm import models
-from tests.harness import TINY, binary_images, tiny_model
+from tests.harness import TINY, binary_images, tiny_model, unordered_variable_accesses
 from tests.toy_objective import BaselineVAE
 
 
@@ -148,3 +148,19 @@ def test_the_kl_is_monte_carlo_where_tfp_has_no_analytic_form():
     model.compile(optimizer="adam")
     history = model.fit(binary_images(16), batch_size=8, epochs=1, verbose=0).history
     assert np.isfinite(history["kl"][-1]) and model.sample(3, seed=[0, 1]).shape == (3, 8, 8, 1)
+
+
+@pytest.mark.parametrize("name", [
+    "wake_sleep", "rws", "iwae_dreg",
+    pytest.param("ais_vae", marks=pytest.mark.xfail(strict=True, reason=(
+        "not yet understood: after Grappler, reads of the decoder in the AIS chains (decoder_3/5/7, "
+        "whose values reach the metrics and the step-size adaptation) are still unordered with the "
+        "decoder optimizer's writes; gating the gradients on every tensor of the step does not help"))),
+])
+def test_every_variable_read_of_a_step_comes_before_the_optimizer_writes(name):
+    # Wake-sleep reads q(z|x) in the wake phase and p(x|z) in the dreams only for the other group's
+    # loss and the metrics; Grappler dropped their ordering before the shared optimizer's writes,
+    # so fits with all noise fixed sometimes differed from the second batch on.
+    model = tiny_model(name)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False, steps_per_execution=1)
+    assert unordered_variable_accesses(model) == []

@@ -36,6 +36,11 @@ def copy_optimizer(optimizer, suffix):
     return type(template).from_config(dict(template.get_config(), name=f"{template.name}_{suffix}"))
 
 
+def _step_tensors(*structures):
+    """The tensors in nested structures (composite tensors' components), for control dependencies."""
+    return [t for t in tf.nest.flatten(structures, expand_composites=True) if tf.is_tensor(t)]
+
+
 class GenerativeModel(CheckedFit, keras.Model):
     """Base class of every tfdgm model: parameter groups, one train_step, capability flags.
 
@@ -234,8 +239,18 @@ class GenerativeModel(CheckedFit, keras.Model):
         grads, metrics, aux = self.compute_gradients(x)
         by_optimizer = zip(self._variables_by_optimizer(self._optimizers_by_group, grads),
                            self._variables_by_optimizer(self._optimizers_by_group, self.group_variables()))
-        for (optimizer, gradients), (_, variables) in by_optimizer:
-            optimizer.apply_gradients(zip(gradients, variables))
+        # Every variable read of this step must come before any optimizer write. TensorFlow orders a
+        # read before a later write of the same variable by a control edge, but Grappler's dependency
+        # optimizer drops that edge as "redundant" when the read reaches the write only through the
+        # optimizer's IdentityN over *all* gradients (Keras's gradient all-reduce), and then removes
+        # the IdentityN, leaving no path: a read whose value feeds only other variables' gradients or
+        # the metrics (the wake phase's q(z|x) in wake-sleep, the dream's p(x|z)) could then see
+        # this step's update (TF 2.21, Keras 3.15). Making the optimizer's ops wait for everything
+        # the step computed restores the order (the IdentityN then keeps control inputs and stays);
+        # tests/test_base.py checks the optimized graph.
+        with tf.control_dependencies(_step_tensors(grads, metrics, aux)):
+            for (optimizer, gradients), (_, variables) in by_optimizer:
+                optimizer.apply_gradients(zip(gradients, variables))
         self.after_step(aux)
         self.step_counter.assign_add(1)
         return self._update_metrics(metrics)
