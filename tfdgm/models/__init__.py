@@ -9,8 +9,10 @@ from tfdgm.models.base import GenerativeModel, get_model_class, register, regist
 from tfdgm.models.exact import EnumerableLatentModel
 from tfdgm.models.iwae import IWAE, IWAEDReG
 from tfdgm.models.rws import RWS
+from tfdgm.models.score_function import NVIL
 from tfdgm.models.vae import VAE
+from tfdgm.models.vimco import VIMCO
 from tfdgm.models.wake_sleep import HelmholtzModel, WakeSleep
 
 __all__ = ["AISVAE", "AmortizedModel", "EnumerableLatentModel", "GenerativeModel", "HelmholtzModel", "IWAE", "IWAEDReG",
-           "RWS", "VAE", "WakeSleep", "get_model_class", "register", "registered_models", "sample_implicit_posterior"]
+           "NVIL", "RWS", "VAE", "VIMCO", "WakeSleep", "get_model_class", "register", "registered_models", "sample_implicit_posterior"]
