@@ -6,7 +6,8 @@ With z ~ q(z|x) held fixed (no gradient through the sample), f(z) = log p(x, z) 
 
 for any baseline b that does not depend on z (E_q[grad log q] = 0). Each surrogate below is a
 per-example loss [B] whose gradient, descended, is that estimator: the learning signal enters
-through `tf.stop_gradient`, times log q(z|x), plus the pathwise part (f itself, which also gives
+through `tf.stop_gradient`, times log q(z|x) (as log q - stop(log q), so that the surrogate's
+value is the bound itself), plus the pathwise part (f itself, which also gives
 p its ordinary gradient of log p(x, z)).
 
   REINFORCE  signal f(z) - b                       (Williams 1992; b = 0: the plain estimator)
@@ -37,11 +38,16 @@ def reinforce_surrogate(log_weights, log_q, signal=None):
         leaves the gradient's expectation unchanged.
 
     The gradient's expectation is -grad ELBO in every parameter (K independent samples averaged);
-    its value is -ELBO.
+    its value is exactly -ELBO (the score term enters as signal * (log q - stop(log q))).
     """
     log_weights, log_q = _as_float(log_weights), _as_float(log_q)
     signal = log_weights if signal is None else _as_float(signal)
-    return -tf.reduce_mean(tf.stop_gradient(signal) * log_q + log_weights, axis=0)
+    return -tf.reduce_mean(tf.stop_gradient(signal) * _zero_valued(log_q) + log_weights, axis=0)
+
+
+def _zero_valued(log_q):
+    """log q - stop(log q): value 0, gradient grad log q, so a surrogate's value is its bound."""
+    return log_q - tf.stop_gradient(log_q)
 
 
 def nvil_learning_signal(log_weights, baseline, mean, variance):
@@ -83,17 +89,21 @@ def vimco_leave_one_out_bounds(log_weights):
     if num is not None and num < 2:
         raise ValueError(f"VIMCO's leave-one-out baselines need K >= 2 samples per example, got K={num}.")
     k = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
-    # mean_{j != k} log w_j without cancellation trouble for finite log-weights.
+    # Centred first (L_{-k} shifts with log w, so the signals L - L_{-k} do not): the sum below
+    # then loses no precision to a large common offset (log-weights of -1e4 in float32).
+    shift = tf.stop_gradient(tf.reduce_mean(log_weights, axis=0, keepdims=True))
+    log_weights = log_weights - shift
     others_mean = (tf.reduce_sum(log_weights, axis=0, keepdims=True) - log_weights) / (k - 1.0)
     eye = tf.eye(tf.shape(log_weights)[0], dtype=tf.bool)[:, :, None]  # [K(row), K(column), 1]
     table = tf.where(eye, others_mean[:, None, :], log_weights[None, :, :])
-    return tf.stop_gradient(tf.reduce_logsumexp(table, axis=1) - tf.math.log(k))
+    return tf.stop_gradient(tf.reduce_logsumexp(table, axis=1) - tf.math.log(k) + shift)
 
 
 def vimco_learning_signals(log_weights):
     """L - L_{-k}, [K, B], held fixed: VIMCO's per-sample learning signals."""
     log_weights = _as_float(log_weights)
-    return tf.stop_gradient(log_mean_exp(log_weights, axis=0)[None] - vimco_leave_one_out_bounds(log_weights))
+    centred = log_weights - tf.stop_gradient(tf.reduce_mean(log_weights, axis=0, keepdims=True))
+    return tf.stop_gradient(log_mean_exp(centred, axis=0)[None] - vimco_leave_one_out_bounds(centred))
 
 
 def vimco_surrogate(log_weights, log_q):
@@ -105,7 +115,7 @@ def vimco_surrogate(log_weights, log_q):
     """
     log_weights, log_q = _as_float(log_weights), _as_float(log_q)
     signals = vimco_learning_signals(log_weights)
-    return -(tf.reduce_sum(signals * log_q, axis=0) + log_mean_exp(log_weights, axis=0))
+    return -(tf.reduce_sum(signals * _zero_valued(log_q), axis=0) + log_mean_exp(log_weights, axis=0))
 
 
 def update_moments(mean, variance, batch_mean, batch_mean_square, decay):

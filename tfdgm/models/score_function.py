@@ -23,7 +23,8 @@ class NVIL(HelmholtzModel):
     - estimator="nvil" (Mnih & Gregor 2014): signal (log w - b(x) - c) / max(1, sigma), with b(x)
       a baseline network (x -> `baseline_units` tanh -> 1; the paper's 100 units) in its own
       parameter group "baseline", trained on (log w - c - b(x))^2, and c, sigma^2 the running
-      mean and variance of log w - b(x) (decay `moment_decay`), updated after each step.
+      mean and variance of log w - b(x) (decay `moment_decay`, a plain average over the first
+      steps), updated after each step.
 
     Discrete latents by default (`latent="bernoulli"`: the SBN; "categorical" and a second
     Bernoulli layer, `top_latent_dim`, work too). With `num_samples` K > 1 the estimate averages K
@@ -97,8 +98,12 @@ class NVIL(HelmholtzModel):
     def after_step(self, moments):
         if moments is None:
             return
-        mean, variance = estimators.update_moments(self.signal_mean, self.signal_variance, *moments,
-                                                   decay=self.moment_decay)
+        # A running average of the first t + 1 batches until that is longer than the decay's
+        # horizon: step 0 starts c at the batch mean rather than at 0 (a zero-initialised average
+        # would hand the baseline network a target of -ELBO, hundreds of nats, to learn first).
+        step = tf.cast(self.step_counter, tf.float32)
+        decay = tf.minimum(self.moment_decay, step / (step + 1.0))
+        mean, variance = estimators.update_moments(self.signal_mean, self.signal_variance, *moments, decay=decay)
         self.signal_mean.assign(mean)
         self.signal_variance.assign(variance)
 
