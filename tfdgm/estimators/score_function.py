@@ -56,7 +56,7 @@ def nvil_learning_signal(log_weights, baseline, mean, variance):
     Args:
       log_weights: f = log w, [K, B].
       baseline: b(x), the baseline network's prediction per example, [B] (no gradient flows to it).
-      mean, variance: running mean c and variance v of f - b(x) (scalars; not learned by gradient).
+      mean, variance: running mean c and variance v of f (scalars; not learned by gradient).
 
     Mnih & Gregor divide by the running standard deviation only when it exceeds 1, so the step
     size adapts without blowing up small signals. Centring keeps the estimator unbiased; the

@@ -4,6 +4,8 @@ References:
   Williams (1992), Simple statistical gradient-following algorithms for connectionist RL.
   Mnih & Gregor (2014), Neural Variational Inference and Learning in Belief Networks.
 """
+import math
+
 import keras
 import tensorflow as tf
 
@@ -23,8 +25,8 @@ class NVIL(HelmholtzModel):
     - estimator="nvil" (Mnih & Gregor 2014): signal (log w - b(x) - c) / max(1, sigma), with b(x)
       a baseline network (x -> `baseline_units` tanh -> 1; the paper's 100 units) in its own
       parameter group "baseline", trained on (log w - c - b(x))^2, and c, sigma^2 the running
-      mean and variance of log w - b(x) (decay `moment_decay`, a plain average over the first
-      steps), updated after each step.
+      mean and variance of log w (decay `moment_decay`, a plain average over the first steps),
+      updated after each step.
 
     Discrete latents by default (`latent="bernoulli"`: the SBN; "categorical" and a second
     Bernoulli layer, `top_latent_dim`, work too). With `num_samples` K > 1 the estimate averages K
@@ -48,10 +50,17 @@ class NVIL(HelmholtzModel):
         self.baseline_units = tuple(int(u) for u in baseline_units)
         self.moment_decay = float(moment_decay)
         if estimator == "nvil":
+            # Each Dense layer's input is scaled by 1/sqrt(its width), so the squared-error loss has
+            # curvature O(1) in every layer whatever the image size and width: the baseline then
+            # trains stably at the learning rate of p and q (SGD(0.1) on raw 784-pixel inputs
+            # diverges: curvature ~2|x|^2).
+            layers, width = [keras.layers.Flatten()], math.prod(self.example_shape)
+            for units, activation in [(u, "tanh") for u in self.baseline_units] + [(1, None)]:
+                layers += [keras.layers.Rescaling(1.0 / math.sqrt(width)),
+                           keras.layers.Dense(units, activation=activation)]
+                width = units
             with _python_random_seeded(None if seed is None else seed + 2):
-                self.baseline = keras.Sequential(
-                    [keras.layers.Flatten()] + [keras.layers.Dense(u, activation="tanh") for u in self.baseline_units]
-                    + [keras.layers.Dense(1)], name="baseline")
+                self.baseline = keras.Sequential(layers, name="baseline")
             self.baseline.build((None,) + self.example_shape)
         # Running statistics of the centred signal; every replica computes the same global update.
         self.signal_mean = self.add_weight(shape=(), initializer="zeros", trainable=False, name="signal_mean",
@@ -85,14 +94,16 @@ class NVIL(HelmholtzModel):
             signal = log_w
         loss = estimators.reinforce_surrogate(log_w, out["log_qz"], signal)
         losses = {"p": loss, "q": loss}
-        residual = tf.stop_gradient(log_w - baseline[None])  # what c and sigma^2 track
-        baseline_error = tf.reduce_mean(tf.square(residual - mean), axis=0)
+        # c and sigma^2 track the raw signal's moments (Mnih & Gregor's Algorithm 1), not those
+        # of log w - b(x): b(x) learns the rest, and the two estimates are not chasing each other.
+        raw = tf.stop_gradient(log_w)
+        baseline_error = tf.reduce_mean(tf.square(raw - mean - tf.stop_gradient(baseline)[None]), axis=0)
         metrics.update(baseline_error=baseline_error, signal_mean=tf.fill(tf.shape(elbo), mean),
                        signal_std=tf.fill(tf.shape(elbo), tf.sqrt(variance)))
         if self.estimator != "nvil":
             return losses, metrics, None
         losses["baseline"] = estimators.nvil_baseline_loss(log_w, baseline, mean)
-        moments = (global_mean(tf.reduce_mean(residual, axis=0)), global_mean(tf.reduce_mean(tf.square(residual), 0)))
+        moments = (global_mean(tf.reduce_mean(raw, axis=0)), global_mean(tf.reduce_mean(tf.square(raw), axis=0)))
         return losses, metrics, moments
 
     def after_step(self, moments):
