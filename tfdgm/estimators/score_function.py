@@ -23,7 +23,6 @@ References:
   Mnih & Rezende (2016), Variational inference for Monte Carlo objectives.
 """
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfdgm.estimators.bounds import _as_float, log_mean_exp
 
@@ -81,17 +80,23 @@ def vimco_leave_one_out_bounds(log_weights):
     """L_{-k} = log (1/K) [sum_{j != k} w_j + exp(mean_{j != k} log w_j)], [K, B], held fixed.
 
     The IWAE-K bound with sample k's weight replaced by the geometric mean of the others (Mnih &
-    Rezende 2016, eq. 9): TFP's `tfp.stats.log_soomean_exp` ("swap one out"), O(K) and in log
-    space, on log-weights centred first (L_{-k} shifts with log w, and a common offset of 1e4
-    would otherwise eat float32's precision in its sums). Needs K >= 2.
+    Rezende 2016, eq. 9), in log space: a [K, K, B] table whose row k is log w with its k-th
+    entry swapped, reduced by `tf.reduce_logsumexp`. (Not `tfp.stats.log_soomean_exp`, which is
+    O(K) but returns NaN under XLA once log-weights spread by ~10 nats: it subtracts exponentials.)
+    Log-weights are centred first (L_{-k} shifts with log w, and a common offset of 1e4 would
+    otherwise eat float32's precision in the sums). Needs K >= 2.
     """
     log_weights = _as_float(log_weights)
     num = log_weights.shape[0]
     if num is not None and num < 2:
         raise ValueError(f"VIMCO's leave-one-out baselines need K >= 2 samples per example, got K={num}.")
+    k = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
     shift = tf.stop_gradient(tf.reduce_mean(log_weights, axis=0, keepdims=True))
-    swapped, _ = tfp.stats.log_soomean_exp(log_weights - shift, axis=0)
-    return tf.stop_gradient(swapped + shift)
+    centred = log_weights - shift
+    others_mean = (tf.reduce_sum(centred, axis=0, keepdims=True) - centred) / (k - 1.0)
+    eye = tf.eye(tf.shape(centred)[0], dtype=tf.bool)[:, :, None]  # [K (row), K (column), 1]
+    table = tf.where(eye, others_mean[:, None, :], centred[None, :, :])
+    return tf.stop_gradient(tf.reduce_logsumexp(table, axis=1) - tf.math.log(k) + shift)
 
 
 def vimco_learning_signals(log_weights):
