@@ -118,11 +118,9 @@ def vimco_surrogate(log_weights, log_q):
     return -(tf.reduce_sum(signals * _zero_valued(log_q), axis=0) + log_mean_exp(log_weights, axis=0))
 
 
-def update_moments(mean, variance, batch_mean, batch_mean_square, decay):
+def update_moments(mean, variance, batch_mean, batch_variance, decay):
     """(mean, variance) moved towards a batch's by exponential averaging with `decay` (NVIL's
-    running statistics of the learning signal). The batch is given by its mean and mean square
-    (global means under tf.distribute), its variance being their difference."""
-    batch_variance = tf.maximum(batch_mean_square - tf.square(batch_mean), 0.0)
+    running statistics of the learning signal). Returns new tensors."""
     return (decay * mean + (1.0 - decay) * batch_mean, decay * variance + (1.0 - decay) * batch_variance)
 
 

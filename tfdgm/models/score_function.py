@@ -103,7 +103,13 @@ class NVIL(HelmholtzModel):
         if self.estimator != "nvil":
             return losses, metrics, None
         losses["baseline"] = estimators.nvil_baseline_loss(log_w, baseline, mean)
-        moments = (global_mean(tf.reduce_mean(raw, axis=0)), global_mean(tf.reduce_mean(tf.square(raw), axis=0)))
+        # Moments of the deviation from the current c: E[d^2] - E[d]^2 without the cancellation of
+        # E[l^2] - E[l]^2 at |l| of hundreds of nats (float32 rounding of which would differ
+        # between replica layouts and be amplified by the division by sigma).
+        deviation = raw - mean
+        shift = global_mean(tf.reduce_mean(deviation, axis=0))
+        spread = global_mean(tf.reduce_mean(tf.square(deviation - shift), axis=0))
+        moments = (mean + shift, spread)
         return losses, metrics, moments
 
     def after_step(self, moments):
