@@ -41,7 +41,7 @@ SPECS = {
     "tfp-vimco5": ("vimco", dict(num_samples=5)),
 }
 LATENT = {"bern200": dict(latent="bernoulli", latent_dim=200),
-          "cat20x10": dict(latent="categorical", latent_dim=20, num_classes=10)}
+          "cat20x10": dict(latent="categorical", latent_dim=200, num_classes=10)}
 
 
 def tfp_vimco_trainer(model, optimizer):

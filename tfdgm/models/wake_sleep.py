@@ -34,9 +34,9 @@ class HelmholtzModel(AmortizedModel):
     Args:
       latent: "gaussian" (q a diagonal Gaussian, prior as `prior`), "bernoulli" (q(z|x) =
         Bernoulli(sigmoid(encoder(x))), a `LogitsEncoder` unless `encoder=` is given, which must
-        return logits [B, latent_dim]) or "categorical" (`latent_dim` independent one-hot
-        categoricals of `num_classes` classes, z flattened to [latent_dim * num_classes]; the
-        encoder returns logits of that width; Jang et al.'s 20 x 10 is latent_dim=20, num_classes=10).
+        return logits [B, latent_dim]) or "categorical" (latent_dim / num_classes independent
+        one-hot categoricals of `num_classes` classes, z their concatenation [latent_dim]; the
+        encoder returns logits of that width; Jang et al.'s 20 x 10 is latent_dim=200, num_classes=10).
       prior: "auto" ("normal" for Gaussian latents, "bernoulli", a learned Bernoulli prior, for
         Bernoulli ones, "categorical", learned logits per variable, for categorical ones), or any
         prior `AmortizedModel` accepts.
@@ -65,21 +65,22 @@ class HelmholtzModel(AmortizedModel):
             raise ValueError(f"{latent} latents need prior='auto', {latent!r} or a prior layer, got {spec!r}.")
         if spec in DISCRETE_LATENTS and spec != latent:
             raise ValueError(f"prior={spec!r} needs latent={spec!r}.")
-        # Categorical codes are one vector of latent_dim one-hot blocks: the networks see its width.
-        width = int(latent_dim) * (int(num_classes) if latent == "categorical" else 1)
+        if latent == "categorical" and int(latent_dim) % int(num_classes):
+            raise ValueError(f"latent='categorical' needs latent_dim (the width of z, variables x classes) to be a "
+                             f"multiple of num_classes={num_classes}; got latent_dim={latent_dim}.")
         if spec == "bernoulli":
             prior_arg = discrete.BernoulliPrior(latent_dim, name="prior")
         elif spec == "categorical":
-            prior_arg = discrete.FactorizedCategoricalPrior(latent_dim, num_classes, name="prior")
+            prior_arg = discrete.FactorizedCategoricalPrior(int(latent_dim) // int(num_classes), num_classes,
+                                                            name="prior")
         built_encoder = latent in DISCRETE_LATENTS and encoder is None
         if built_encoder:
             with _python_random_seeded(seed):
-                encoder = LogitsEncoder(width, hidden_units, dtype=precision, name="encoder")
-        super().__init__(latent_dim=width, hidden_units=hidden_units, seed=seed, precision=precision,
+                encoder = LogitsEncoder(latent_dim, hidden_units, dtype=precision, name="encoder")
+        super().__init__(latent_dim=latent_dim, hidden_units=hidden_units, seed=seed, precision=precision,
                          prior=prior_arg, encoder=encoder, **kwargs)
         self.latent = latent
         self.num_classes = int(num_classes)
-        self.num_latent_variables = int(latent_dim)  # self.latent_dim is the code's width
         self.top_latent_dim = int(top_latent_dim)
         # Written back by get_config as names (the components are rebuilt from them), not layers.
         if prior_arg is not spec:
@@ -242,8 +243,7 @@ class HelmholtzModel(AmortizedModel):
 
     def get_config(self):
         config = super().get_config()
-        config.update(latent=self.latent, top_latent_dim=self.top_latent_dim, num_classes=self.num_classes,
-                      latent_dim=self.num_latent_variables)
+        config.update(latent=self.latent, top_latent_dim=self.top_latent_dim, num_classes=self.num_classes)
         return config
 
 
