@@ -60,6 +60,10 @@ def one_hot_categorical(logits):
 def sample(distribution, num_samples, seed):
     """[num_samples, *batch, *event] draws: Bernoulli and one-hot categoricals from Gaussian noise
     (see the module docstring), anything else by `tfdgm.distributions.sample`."""
+    classes = flat_categorical_classes(distribution)
+    if classes is not None:
+        logits = _flat_logits(distribution)
+        return flat_categorical_from_noise(logits, _noise(logits, num_samples, seed), classes)
     inner = distribution.distribution if isinstance(distribution, tfd.Independent) else distribution
     if isinstance(inner, tfd.Bernoulli):
         logits = inner.logits_parameter()
@@ -70,7 +74,16 @@ def sample(distribution, num_samples, seed):
     return heads.sample(distribution, num_samples, seed)
 
 
+def _flat_logits(distribution):
+    """The flattened logits [..., N * C] of a `flat_categorical` distribution."""
+    inner = distribution.distribution.distribution
+    logits = inner.logits_parameter()
+    return tf.reshape(logits, tf.concat([tf.shape(logits)[:-2], [-1]], axis=0))
+
+
 def is_discrete(distribution):
+    if flat_categorical_classes(distribution) is not None:
+        return True
     inner = distribution.distribution if isinstance(distribution, tfd.Independent) else distribution
     return isinstance(inner, (tfd.Bernoulli, tfd.OneHotCategorical))
 
@@ -120,3 +133,59 @@ class CategoricalPrior(keras.layers.Layer):
 
 
 DISCRETE_PRIORS = {"bernoulli": BernoulliPrior, "categorical": CategoricalPrior}
+
+
+def flat_categorical(logits, num_classes):
+    """Independent one-hot categoricals of `num_classes` classes, flattened: logits [..., N * C] ->
+    a distribution with event shape [N * C] (N variables, each one-hot over C classes, concatenated),
+    so a categorical code is one vector like a Bernoulli one (Jang et al.'s 20 x 10 latent)."""
+    logits = tf.cast(logits, tf.float32)
+    width = logits.shape[-1]
+    if width is None or width % int(num_classes):
+        raise ValueError(f"Flattened categorical logits need a last axis that is a multiple of num_classes="
+                         f"{num_classes}, got shape {logits.shape}.")
+    shape = tf.concat([tf.shape(logits)[:-1], [width // int(num_classes), int(num_classes)]], axis=0)
+    grouped = tfd.Independent(one_hot_categorical(tf.reshape(logits, shape)), 1)
+    return tfd.TransformedDistribution(grouped, tfp.bijectors.Reshape([width], [width // int(num_classes),
+                                                                                 int(num_classes)]))
+
+
+def flat_categorical_from_noise(logits, eps, num_classes):
+    """Draws of `flat_categorical(logits, num_classes)` by Gumbel-max, from standard normal eps
+    [..., N * C] broadcastable to logits (one noise value per logit, so flat noise tables work)."""
+    logits = tf.cast(logits, tf.float32)
+    shape = tf.concat([tf.shape(eps)[:-1], [-1, int(num_classes)]], axis=0)
+    grouped_logits = tf.reshape(logits, tf.concat([tf.shape(logits)[:-1], [-1, int(num_classes)]], axis=0))
+    draws = categorical_from_noise(grouped_logits + tf.zeros_like(tf.reshape(eps, shape)), tf.reshape(eps, shape))
+    return tf.reshape(draws, tf.shape(eps))
+
+
+def flat_categorical_classes(distribution):
+    """C of a `flat_categorical` distribution, or None for any other distribution."""
+    if not isinstance(distribution, tfd.TransformedDistribution):
+        return None
+    inner = distribution.distribution
+    inner = inner.distribution if isinstance(inner, tfd.Independent) else inner
+    if not isinstance(inner, tfd.OneHotCategorical):
+        return None
+    return int(inner.event_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="tfdgm")
+class FactorizedCategoricalPrior(keras.layers.Layer):
+    """p(z) = prod_n Categorical(z_n | softmax(b_n)) over N variables of C classes, z flattened to
+    [N * C] (see `flat_categorical`); b learned (from 0: uniform) unless learned=False."""
+
+    def __init__(self, num_variables, num_classes, learned=True, **kwargs):
+        super().__init__(**kwargs)
+        self.num_variables, self.num_classes = int(num_variables), int(num_classes)
+        self.learned = bool(learned)
+        self.logits = self.add_weight(shape=(self.num_variables * self.num_classes,), initializer="zeros",
+                                      name="logits", trainable=self.learned)
+
+    def distribution(self):
+        return flat_categorical(tf.convert_to_tensor(self.logits), self.num_classes)
+
+    def get_config(self):
+        return dict(super().get_config(), num_variables=self.num_variables, num_classes=self.num_classes,
+                    learned=self.learned)

@@ -16,6 +16,15 @@ from tfdgm.estimators.bounds import (
     normalized_weights,
     weighted_log_prob_surrogate,
 )
+from tfdgm.estimators.score_function import (
+    nvil_baseline_loss,
+    nvil_learning_signal,
+    reinforce_surrogate,
+    update_moments,
+    vimco_leave_one_out_bounds,
+    vimco_learning_signals,
+    vimco_surrogate,
+)
 from tfdgm.estimators.reweighted import (
     exact_log_likelihood,
     prior_sampling_bound,
@@ -28,6 +37,13 @@ from tfdgm.estimators.reweighted import (
 )
 
 __all__ = [
+    "vimco_surrogate",
+    "vimco_learning_signals",
+    "vimco_leave_one_out_bounds",
+    "update_moments",
+    "reinforce_surrogate",
+    "nvil_learning_signal",
+    "nvil_baseline_loss",
     "dreg_surrogate",
     "effective_sample_size",
     "elbo",

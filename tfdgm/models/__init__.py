@@ -11,9 +11,11 @@ from tfdgm.models.gumbel_softmax import GumbelSoftmaxVAE
 from tfdgm.models.iwae import IWAE, IWAEDReG
 from tfdgm.models.rbm import RBM
 from tfdgm.models.rws import RWS
+from tfdgm.models.score_function import NVIL
 from tfdgm.models.vae import VAE
+from tfdgm.models.vimco import VIMCO
 from tfdgm.models.wake_sleep import HelmholtzModel, WakeSleep
 
 __all__ = ["AISVAE", "AmortizedModel", "EnumerableLatentModel", "GenerativeModel", "GumbelSoftmaxVAE", "HelmholtzModel",
-           "IWAE", "IWAEDReG", "RBM", "RWS", "VAE", "WakeSleep", "get_model_class", "register", "registered_models",
-           "sample_implicit_posterior"]
+           "IWAE", "IWAEDReG", "NVIL", "RBM", "RWS", "VAE", "VIMCO", "WakeSleep", "get_model_class", "register",
+           "registered_models", "sample_implicit_posterior"]

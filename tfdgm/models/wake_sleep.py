@@ -24,18 +24,23 @@ from tfdgm.models.base import register
 from tfdgm.nets.sbn import LogitsEncoder
 
 tfd = tfp.distributions
-LATENTS = ("gaussian", "bernoulli")
+LATENTS = ("gaussian", "bernoulli", "categorical")
+DISCRETE_LATENTS = ("bernoulli", "categorical")
 
 
 class HelmholtzModel(AmortizedModel):
     """An `AmortizedModel` with Gaussian or Bernoulli latents, trained by wake and sleep phases.
 
     Args:
-      latent: "gaussian" (q a diagonal Gaussian, prior as `prior`) or "bernoulli" (q(z|x) =
+      latent: "gaussian" (q a diagonal Gaussian, prior as `prior`), "bernoulli" (q(z|x) =
         Bernoulli(sigmoid(encoder(x))), a `LogitsEncoder` unless `encoder=` is given, which must
-        return logits [B, latent_dim]).
+        return logits [B, latent_dim]) or "categorical" (latent_dim / num_classes independent
+        one-hot categoricals of `num_classes` classes, z their concatenation [latent_dim]; the
+        encoder returns logits of that width; Jang et al.'s 20 x 10 is latent_dim=200, num_classes=10).
       prior: "auto" ("normal" for Gaussian latents, "bernoulli", a learned Bernoulli prior, for
-        Bernoulli ones), or any prior `AmortizedModel` accepts.
+        Bernoulli ones, "categorical", learned logits per variable, for categorical ones), or any
+        prior `AmortizedModel` accepts.
+      num_classes: classes of each categorical variable (latent="categorical" only).
       top_latent_dim: with Bernoulli latents, a second stochastic layer of this many units above
         the first: p(z2) p(z1|z2) p(x|z1) and q(z1|x) q(z2|z1), each conditional one sigmoid belief
         layer (Bornschein & Bengio's SBN 200-200); z is [z1, z2]. 0: one layer.
@@ -47,26 +52,35 @@ class HelmholtzModel(AmortizedModel):
     uses_dreams = False  # whether draw() dreams (set by subclasses from their phi update)
 
     def __init__(self, latent="gaussian", prior="auto", top_latent_dim=0, latent_dim=50, hidden_units=(200, 200),
-                 seed=None, precision="float32", encoder=None, **kwargs):
+                 num_classes=10, seed=None, precision="float32", encoder=None, **kwargs):
         if latent not in LATENTS:
             raise ValueError(f"Unknown latent {latent!r}; choose one of {LATENTS}.")
         if int(top_latent_dim) < 0 or (top_latent_dim and latent != "bernoulli"):
             raise ValueError(f"top_latent_dim must be 0, or > 0 with latent='bernoulli'; got {top_latent_dim!r}.")
-        spec = ("normal" if latent == "gaussian" else "bernoulli") if prior == "auto" else prior
+        if int(num_classes) < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes!r}.")
+        spec = {"gaussian": "normal"}.get(latent, latent) if prior == "auto" else prior
         prior_arg = spec
-        if latent == "bernoulli" and isinstance(spec, str) and spec != "bernoulli":
-            raise ValueError(f"Bernoulli latents need prior='auto', 'bernoulli' or a prior layer, got {spec!r}.")
+        if latent in DISCRETE_LATENTS and isinstance(spec, str) and spec != latent:
+            raise ValueError(f"{latent} latents need prior='auto', {latent!r} or a prior layer, got {spec!r}.")
+        if spec in DISCRETE_LATENTS and spec != latent:
+            raise ValueError(f"prior={spec!r} needs latent={spec!r}.")
+        if latent == "categorical" and int(latent_dim) % int(num_classes):
+            raise ValueError(f"latent='categorical' needs latent_dim (the width of z, variables x classes) to be a "
+                             f"multiple of num_classes={num_classes}; got latent_dim={latent_dim}.")
         if spec == "bernoulli":
-            if latent != "bernoulli":
-                raise ValueError("prior='bernoulli' needs latent='bernoulli'.")
             prior_arg = discrete.BernoulliPrior(latent_dim, name="prior")
-        built_encoder = latent == "bernoulli" and encoder is None
+        elif spec == "categorical":
+            prior_arg = discrete.FactorizedCategoricalPrior(int(latent_dim) // int(num_classes), num_classes,
+                                                            name="prior")
+        built_encoder = latent in DISCRETE_LATENTS and encoder is None
         if built_encoder:
             with _python_random_seeded(seed):
                 encoder = LogitsEncoder(latent_dim, hidden_units, dtype=precision, name="encoder")
         super().__init__(latent_dim=latent_dim, hidden_units=hidden_units, seed=seed, precision=precision,
                          prior=prior_arg, encoder=encoder, **kwargs)
         self.latent = latent
+        self.num_classes = int(num_classes)
         self.top_latent_dim = int(top_latent_dim)
         # Written back by get_config as names (the components are rebuilt from them), not layers.
         if prior_arg is not spec:
@@ -106,6 +120,8 @@ class HelmholtzModel(AmortizedModel):
     def posterior_from_params(self, params):
         if self.latent == "gaussian":
             return super().posterior_from_params(params)
+        if self.latent == "categorical":
+            return discrete.flat_categorical(params, self.num_classes)
         return discrete.independent_bernoulli(params)
 
     def _top_logits(self, z1):
@@ -172,6 +188,8 @@ class HelmholtzModel(AmortizedModel):
             return tf.concat([z1, z2], axis=-1)
         prior = self.prior()
         inner = getattr(prior, "distribution", prior)
+        if self.latent == "categorical":
+            return discrete.flat_categorical_from_noise(self.prior_layer.logits, eps, self.num_classes)
         if discrete.is_discrete(prior):
             return discrete.bernoulli_from_noise(inner.logits_parameter(), eps)
         if isinstance(inner, tfd.Normal):
@@ -225,7 +243,7 @@ class HelmholtzModel(AmortizedModel):
 
     def get_config(self):
         config = super().get_config()
-        config.update(latent=self.latent, top_latent_dim=self.top_latent_dim)
+        config.update(latent=self.latent, top_latent_dim=self.top_latent_dim, num_classes=self.num_classes)
         return config
 
 
