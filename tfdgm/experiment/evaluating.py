@@ -162,7 +162,10 @@ def evaluate(workdir=None, num_samples=None, num_examples=None, seed=0, method="
     if diagnostics and lacking:
         log(f"Latent diagnostics skipped: the model has {lacking}.")
     elif diagnostics:
-        images = wd.test_images(config, num_examples, config.eval.batch_size)
+        # BDMC's --num_examples counts simulated data, not test images: its diagnostics use the
+        # run's own test-set setting instead of the 100 or so images BDMC simulates.
+        test_examples = config.eval.num_examples if method == "bdmc" else num_examples
+        images = wd.test_images(config, test_examples, config.eval.batch_size)
         d = evaluation.latent_diagnostics(model, images, batch_size=config.eval.batch_size, seed=seed)
         updates["latent_diagnostics"] = d
         log(f"Latent diagnostics on {d['num_examples']} test images: {d['active_units']} of {model.latent_dim} "
