@@ -22,8 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def table(index):
     from tfdgm import zoo
 
-    lines = ["| preset | objective | test NLL (IWAE-5000, 10k) | AIS NLL | BDMC gap | active units | size |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| preset | objective | epochs | test NLL (IWAE-5000, 10k) | AIS NLL | BDMC gap | active units | size |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in sorted(index):
         card = zoo.read_metadata(os.path.join(ROOT, "zoo", name))
         ev = card["evaluation"]
@@ -34,7 +34,7 @@ def table(index):
         diag = ev.get("latent_diagnostics") or {}
         units = f"{diag['active_units']} / {card['training']['config']['model'].get('latent_dim')}" if diag else "—"
         size = sum(f["size"] for f in card["files"].values()) / 1e6
-        lines.append(f"| `{name}` | {card['objective']} | {iwae['nll']:.2f} ± {iwae['stderr']:.2f} | {ais_text} | "
+        lines.append(f"| `{name}` | {card['objective']} | {card['training']['epochs']} | {iwae['nll']:.2f} ± {iwae['stderr']:.2f} | {ais_text} | "
                      f"{bdmc_text} | {units} | {size:.1f} MB |")
     return "\n".join(lines)
 
