@@ -174,7 +174,10 @@ def test_sample_writes_a_png_and_is_deterministic(workdir, tmp_path):
 @pytest.mark.parametrize("args, message", [
     ((), "missing subcommand; choose one of: train, evaluate, sample"),
     (("fit", "--workdir", "x"), "unknown subcommand 'fit'; choose one of: train, evaluate, sample"),
-    (("evaluate",), "--workdir is required"),
+    (("evaluate",), "evaluate needs exactly one of --workdir and --preset"),
+    (("train",), "--workdir is required"),
+    (("publish", "--workdir", "."), "publish needs --out"),
+    (("export", "--preset", "x"), "export needs --out"),
     (("evaluate", "--workdir", ".", "--method=exact"), "--method=exact: value should be one of <iwae|ais|bdmc>"),
     (("train", "--workdir", "x"), "train needs --config"),
     (("train", "--workdir", "x", "--config", "configs/nope.py"), "could not load --config"),

@@ -414,7 +414,7 @@ def test_a_likelihood_layer_is_accepted_wherever_a_name_is():
 
 
 @pytest.mark.parametrize("likelihood, match", [
-    ("poisson", r"Unknown likelihood 'poisson'.*'bernoulli', 'gaussian', 'discretized_logistic'"),
+    ("poisson", r"Unknown likelihood 'poisson'.*'bernoulli', 'gaussian', 'gaussian_predicted_scale', 'discretized_logistic'"),
     (3, r"likelihood must be a name .* or a tfdgm.distributions.Likelihood, got 3"),
 ])
 def test_unknown_likelihoods_are_refused(likelihood, match):

@@ -18,6 +18,9 @@ STRATEGIES = ("mirrored", "multiworker", "tpu", "default")
 DEFAULT_COLLECTIVE_TIMEOUT_S = 120
 
 
+_MIRRORED = None  # the process's MirroredStrategy (see make_strategy)
+
+
 def make_strategy(name="default", collective_timeout_s=DEFAULT_COLLECTIVE_TIMEOUT_S, tpu=None):
     """The strategy called `name`.
 
@@ -31,7 +34,14 @@ def make_strategy(name="default", collective_timeout_s=DEFAULT_COLLECTIVE_TIMEOU
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # One per process: every MirroredStrategy numbers its collectives (group and instance keys)
+        # from the same start, so a second one in the same process (a second train() in a notebook,
+        # a test session) can reuse a key the first already bound to another shape, and TF aborts
+        # with "Shape mismatch in the collective instance N".
+        global _MIRRORED
+        if _MIRRORED is None:
+            _MIRRORED = tf.distribute.MirroredStrategy()
+        return _MIRRORED
     if name == "multiworker":
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout_s)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
