@@ -26,6 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import lockstep  # noqa: E402
 
 RESULT_PREFIX = "THROUGHPUT_RESULT "
 
@@ -64,12 +65,16 @@ def run_child(cfg, steps, chunks, warmup_steps, batch_size):
                                  cfg.get("spe"))
     rss_built = _rss_mb()
 
+    turn = lockstep.Turnstile.from_env()  # run by benchmarks/lockstep.py: wait for the turn
+
     class Timer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.wall, self.cpu = [], []
 
         def on_epoch_begin(self, epoch, logs=None):
+            if turn:
+                turn.wait()
             t = os.times()
             self._w, self._c = time.perf_counter(), t.user + t.system
 
@@ -77,6 +82,9 @@ def run_child(cfg, steps, chunks, warmup_steps, batch_size):
             t = os.times()
             self.wall.append(time.perf_counter() - self._w)
             self.cpu.append(t.user + t.system - self._c)
+            if turn:
+                turn.done({"examples_per_s": steps * batch_size / self.wall[-1], "wall_s": self.wall[-1],
+                           "cores_busy": self.cpu[-1] / self.wall[-1]})
 
     start = time.perf_counter()
     model.fit(ds, epochs=1, steps_per_epoch=warmup_steps, verbose=0)

@@ -38,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
 sys.path.insert(0, BENCH)
 import common  # noqa: E402
+import lockstep  # noqa: E402
 
 RESULT_PREFIX = "PEER_RESULT "
 TORCH_PEERS = ("torch", "pyro", "pythae")
@@ -111,29 +112,57 @@ def peer_cmd(peer, k, mode, args, **extra):
 
 # ----------------------------------------------------------------------------------- phases
 def throughput_phase(cfgs, args):
-    """Round-robin repeats over all (peer, K), rotated every repeat as in benchmarks/throughput.py."""
+    """Per K, every (peer, repeat) in its own process, all in lockstep (benchmarks/lockstep.py).
+
+    The processes take turns window by window, so every peer's windows are interleaved with every
+    other's and drift of the machine's speed hits them alike; --repeats fresh processes per peer
+    average out a process's thread placement. A window during which the rest of the machine used
+    more than --max_foreign_cores is marked shared and left out of the medians (if any unshared
+    windows remain for that peer).
+    """
     runs = []
-    for repeat in range(args.repeats):
-        shift = (repeat * max(1, len(cfgs) // args.repeats)) % len(cfgs)
-        order = cfgs[shift:] + cfgs[:shift]
-        if repeat % 2:
-            order = order[::-1]
-        for peer, k in order:
-            steps = args.steps[k]
-            cmd = peer_cmd(peer, k, "throughput", args, steps=steps, chunks=args.chunks,
-                           warmup_steps=args.warmup_steps)
-            result, err, wall, load = run_child(cmd, args)
-            if result is None:
-                print(f"! throughput {peer} K={k} failed:\n{err}", flush=True)
-                runs.append({"peer": peer, "k": k, "repeat": repeat, "error": err})
+    for k in sorted({k for _, k in cfgs}):
+        commands, labels = {}, {}
+        for peer, kk in cfgs:
+            if kk != k:
                 continue
-            result.update(peer=peer, k=k, repeat=repeat, process_wall_s=wall, load_avg_1min_before=load)
+            for repeat in range(args.repeats):
+                label = f"{PEER_NAMES[peer]} K={k} #{repeat}"
+                commands[label] = peer_cmd(peer, k, "throughput", args, steps=args.steps[k], chunks=args.chunks,
+                                           warmup_steps=args.warmup_steps)
+                labels[label] = (peer, repeat)
+        print(f"# K={k}: {len(commands)} processes in lockstep, {args.chunks} windows of {args.steps[k]} steps each",
+              flush=True)
+        results = lockstep.run(commands, env=child_env(args), max_foreign_cores=args.max_foreign_cores)
+        for label, res in results.items():
+            peer, repeat = labels[label]
+            final = [json.loads(line[len(RESULT_PREFIX):]) for line in res["stdout"] if line.startswith(RESULT_PREFIX)]
+            if res["error"] or not final:
+                print(f"! throughput {label} failed:\n{res['error'] or ''.join(res['stdout'])[-3000:]}", flush=True)
+                runs.append({"peer": peer, "k": k, "repeat": repeat, "error": res["error"] or "no result"})
+                continue
+            windows = res["windows"]
+            quiet = [w for w in windows if not w["shared"]] or windows
+            result = dict(final[-1], peer=peer, k=k, repeat=repeat, windows=windows,
+                          shared_windows=sum(w["shared"] for w in windows),
+                          examples_per_s=[w["examples_per_s"] for w in quiet],
+                          cores_busy=[w["cores_busy"] for w in quiet],
+                          foreign_cores=[w["foreign_cores"] for w in windows],
+                          load_avg_1min_before=common.median([w["load_avg_1min"] for w in windows]))
             runs.append(result)
-            rates = ", ".join(f"{r:.0f}" for r in result["examples_per_s"])
-            busy = ", ".join(f"{c:.2f}" for c in result["cores_busy"])
-            print(f"[{repeat}] {PEER_NAMES[peer]:24s} K={k:<3d} ex/s [{rates}] cores [{busy}] "
-                  f"peak {result['peak_rss_mb']:.0f} MB (process {wall:.0f}s, load {load:.1f})", flush=True)
     return runs
+
+
+def peak_phase(args):
+    """fp32 and bf16 matmul peak of this machine now (tf_child.py --mode peak), GFLOP/s."""
+    result, err, _, _ = run_child([sys.executable, os.path.join(HERE, "tf_child.py"), "--mode", "peak",
+                                   "--threads", str(args.threads)], args)
+    if result is None:
+        print(f"! peak measurement failed:\n{err}", flush=True)
+        return None
+    print(f"# matmul peak (2048^2, TF): fp32 {result['fp32_gflops']:.0f} GFLOP/s, bf16 {result['bf16_gflops']:.0f}",
+          flush=True)
+    return result
 
 
 def train_phase(cfgs, args):
@@ -175,7 +204,7 @@ def evaluate_phase(trained, args):
 
 
 # ----------------------------------------------------------------------------------- summary
-def summarize(cfgs, runs, trained, evals, args):
+def summarize(cfgs, runs, trained, evals, args, peak=None):
     import numpy as np
 
     rows = []
@@ -192,7 +221,17 @@ def summarize(cfgs, runs, trained, evals, args):
                "examples_per_cpu_s_median": common.median([e / c for r in mine
                                                            for e, c in zip(r["examples_per_s"], r["cores_busy"]) if c]),
                "peak_rss_mb_median": common.median([r["peak_rss_mb"] for r in mine]),
-               "load_avg_median": common.median([r["load_avg_1min_before"] for r in mine])}
+               "load_avg_median": common.median([r["load_avg_1min_before"] for r in mine]),
+               "windows": sum(len(r.get("windows", r["examples_per_s"])) for r in mine),
+               "shared_windows": sum(r.get("shared_windows", 0) for r in mine),
+               "foreign_cores_median": common.median([c for r in mine for c in r.get("foreign_cores", [])])}
+        if row["examples_per_s_median"]:
+            # Roofline: the step's matmul FLOPs (common.burda_mlp_train_flops) at the achieved rate.
+            gflops = row["examples_per_s_median"] * common.burda_mlp_train_flops(k) / 1e9
+            row["gflops"] = gflops
+            if peak:
+                row["fraction_of_fp32_peak"] = gflops / peak["fp32_gflops"]
+                row["fraction_of_bf16_peak"] = gflops / peak["bf16_gflops"]
         tr = next((t for t in trained if t["peer"] == peer and t["k"] == k and "error" not in t), None)
         if tr:
             row["train_wall_s"] = tr["train_wall_s"]
@@ -246,15 +285,20 @@ def render_markdown(result):
         f"{env['tensorflow']}, Keras {env['keras']}, TFP {env['tensorflow_probability']}; torch "
         f"{env['peers']['torch']}, Pyro {env['peers']['pyro-ppl']}, pythae {env['peers']['pythae']}; Python "
         f"{env['python']}; {env['cpu_count']} CPUs ({env['cpu']}). 1-minute load average during the run "
-        f"{env['load_min']:.1f}–{env['load_max']:.1f} (median {env['load_median']:.1f}) on 2 cores: **the CPU "
-        f"was shared with other work**, so absolute figures are low and noisy; the ratios, measured side by "
-        f"side in one run with round-robin repeats, are the headline.",
+        f"{env['load_min']:.1f}–{env['load_max']:.1f} (median {env['load_median']:.1f}; it counts the idle processes "
+        f"waiting for their turn, so the per-window foreign CPU below is the measure of sharing). "
+        + (f"Matmul peak of this machine in the same run (2048², TF): fp32 {env['matmul_peak']['fp32_gflops']:.0f}, "
+           f"bf16 {env['matmul_peak']['bf16_gflops']:.0f} GFLOP/s." if env.get("matmul_peak") else ""),
         "",
-        f"Throughput: fresh process per (peer, K, repeat), {s['repeats']} round-robin repeats, each "
+        f"Throughput: per K, every (peer, repeat) is a fresh process, all started together and run in **lockstep** "
+        f"(benchmarks/lockstep.py): one process runs a timed window while the others wait, turns rotate every round, "
+        f"so all peers' windows are interleaved. {s['repeats']} processes per peer, each "
         f"{s['warmup_steps']} warm-up steps then {s['chunks']} timed windows of "
         + ", ".join(f"{v} steps at K={k}" for k, v in s["steps"].items())
-        + f" (fixed step windows, not epochs; batch 100, Adam(1e-3, ε=1e-4), 2 threads); median over all windows. "
-        f"PyTorch peers with OMP_WAIT_POLICY={s['omp_wait_policy'] or 'default'}. Quality: {s['train_steps']} "
+        + f" (batch 100, Adam(1e-3, ε=1e-4)); medians over windows. A window during which other processes used "
+        f"more than {s.get('max_foreign_cores', 0.15)} cores is marked shared and left out. Library defaults: "
+        f"PyTorch with OMP_WAIT_POLICY={s['omp_wait_policy'] or 'unset'}, torch.set_num_threads(2) (its default "
+        f"here), tfdgm's compile defaults. Quality: {s['train_steps']} "
         f"training steps ({s['train_steps'] * 100 / 60000:g} epoch) from each library's default initialisation, "
         f"identical batches, then tfdgm's IWAE-{s['eval_k']} (seed 0) on the first {s['num_test_examples']} "
         f"statically binarised test images (fewer than 10,000 to fit the session).",
@@ -272,13 +316,16 @@ def render_markdown(result):
         "",
         common.markdown_table(
             ["peer", "K", "examples/s (median)", "min–max", "tfdgm ÷ peer", "cores busy", "examples per CPU-s",
-             "tfdgm ÷ peer per CPU-s", "peak RSS MB",
+             "tfdgm ÷ peer per CPU-s", "GFLOP/s (% fp32 / bf16 peak)", "shared windows", "peak RSS MB",
              f"train {s['train_steps']} steps (s)", f"test NLL, IWAE-{s['eval_k']} ± s.e.",
              "NLL − tfdgm's (paired s.e.)"],
             [[PEER_NAMES[r["peer"]], r["k"], _fmt(r["examples_per_s_median"], ",.0f"),
               f"{_fmt(r['examples_per_s_min'], ',.0f')}–{_fmt(r['examples_per_s_max'], ',.0f')}",
               _fmt(r.get("tfdgm_speedup"), ".2f"), _fmt(r["cores_busy_median"], ".2f"),
               _fmt(r["examples_per_cpu_s_median"], ",.0f"), _fmt(r.get("tfdgm_speedup_per_cpu_s"), ".2f"),
+              (f"{r['gflops']:.0f} ({100 * r['fraction_of_fp32_peak']:.0f}% / {100 * r['fraction_of_bf16_peak']:.0f}%)"
+               if "fraction_of_fp32_peak" in r else _fmt(r.get("gflops"), ".0f")),
+              f"{r.get('shared_windows', 0)}/{r.get('windows', '?')}",
               _fmt(r["peak_rss_mb_median"], ".0f"), _fmt(r.get("train_wall_s"), ".0f", "—"),
               f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f}" if "test_nll" in r else "—",
               f"{r['nll_minus_tfdgm']:+.2f} ({r['nll_minus_tfdgm_se']:.2f})" if "nll_minus_tfdgm" in r else "—"]
@@ -353,7 +400,8 @@ def rerender(args):
     result["settings"]["steps"] = saved.steps
     cfgs = list(dict.fromkeys((r["peer"], r["k"]) for r in result["summary"]))
     result["summary"], result["headline"] = summarize(cfgs, result["runs"], result["trained"],
-                                                      result["evaluations"], saved)
+                                                      result["evaluations"], saved,
+                                                      result["environment"].get("matmul_peak"))
     common.write_json(args.rerender, result)
     markdown = render_markdown(result)
     if args.markdown:
@@ -393,9 +441,12 @@ def main():
     parser.add_argument("--num_test_examples", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--omp_wait_policy", default="PASSIVE",
-                        help="OMP_WAIT_POLICY for the children ('' = library default); PASSIVE keeps torch's "
-                             "OpenMP threads from spinning, which on a shared CPU made it 10-20x slower")
+    parser.add_argument("--omp_wait_policy", default="",
+                        help="OMP_WAIT_POLICY for the PyTorch children ('' = the library default, as its users "
+                             "run it; PASSIVE slows it on a quiet CPU)")
+    parser.add_argument("--max_foreign_cores", type=float, default=0.15,
+                        help="a timed window during which other processes used more CPU than this is marked "
+                             "shared and left out of the medians")
     parser.add_argument("--skip", default="", help="phases to skip: throughput,quality")
     parser.add_argument("--venv", default=VENV)
     parser.add_argument("--work_dir", default=os.path.join("/tmp", "tfdgm_peers"))
@@ -440,7 +491,13 @@ def main():
     tput_cfgs = cfgs + [("tfdgm_graph", k) for k in args.graph_ks if "tfdgm" in args.peers]
     print(f"# {len(tput_cfgs)} throughput configurations x {args.repeats} repeats; then {len(cfgs)} trainings of "
           f"{args.train_steps} steps and IWAE-{args.eval_k} on {args.num_test_examples} test images", flush=True)
+    peaks = [] if "throughput" in skip else [peak_phase(args)]
     runs = [] if "throughput" in skip else throughput_phase(tput_cfgs, args)
+    if peaks:
+        peaks.append(peak_phase(args))
+    peaks = [p for p in peaks if p]
+    env["matmul_peak"] = ({"fp32_gflops": common.median([p["fp32_gflops"] for p in peaks]),
+                           "bf16_gflops": common.median([p["bf16_gflops"] for p in peaks])} if peaks else None)
     loads.append(os.getloadavg()[0])
     trained, evals = [], []
     if "quality" not in skip:
@@ -453,7 +510,7 @@ def main():
     settings = {k: v for k, v in vars(args).items()}
     settings["command_line"] = "python " + " ".join(
         [os.path.relpath(os.path.abspath(__file__), common.ROOT)] + sys.argv[1:])
-    rows, headline = summarize(tput_cfgs, runs, trained, evals, args)
+    rows, headline = summarize(tput_cfgs, runs, trained, evals, args, env.get("matmul_peak"))
     result = {"environment": env, "settings": settings, "total_wall_s": time.perf_counter() - t0,
               "headline": headline, "summary": rows, "runs": runs, "trained": trained,
               "evaluations": [{k: v for k, v in e.items()} for e in evals]}

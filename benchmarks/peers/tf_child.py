@@ -144,9 +144,28 @@ def write_data(args):
     return {"mode": "data", "stream": args.stream, "shape": list(packed.shape)}
 
 
+def matmul_peak(args):
+    """Best of 5 x 10 2048x2048 matmuls in fp32 and bf16, GFLOP/s: the roofline's ceiling."""
+    tf = setup_tf(args.threads, args.seed)
+    out = {"mode": "peak"}
+    for name, dtype in (("fp32", tf.float32), ("bf16", tf.bfloat16)):
+        a = tf.cast(tf.random.normal([2048, 2048]), dtype)
+        matmul = tf.function(lambda a: tf.matmul(a, a))
+        matmul(a).numpy()
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(10):
+                r = matmul(a)
+            r.numpy()
+            best = min(best, (time.perf_counter() - start) / 10)
+        out[f"{name}_gflops"] = 2 * 2048 ** 3 / best / 1e9
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", required=True, choices=["data", "throughput", "train", "evaluate"])
+    parser.add_argument("--mode", required=True, choices=["data", "throughput", "train", "evaluate", "peak"])
     parser.add_argument("--peer", default="tfdgm", choices=["tfdgm", "tfdgm_graph", "keras"])
     parser.add_argument("--k", type=int, default=1)
     parser.add_argument("--steps", type=int, default=200)
@@ -174,6 +193,8 @@ def main():
         result.update(peer=args.peer, mode="throughput")
     elif args.mode == "train":
         result = train(args)
+    elif args.mode == "peak":
+        result = matmul_peak(args)
     else:
         result = evaluate(args)
     print(RESULT_PREFIX + json.dumps(result), flush=True)

@@ -121,6 +121,7 @@ def main():
     parser.add_argument("--weights_out", default=None)
     args = parser.parse_args()
 
+    import lockstep
     from throughput import _rss_mb, _ru_maxrss_mb
 
     torch.set_num_threads(args.threads)
@@ -139,7 +140,11 @@ def main():
             peer.step(stream.next())
         result["warmup_s"] = time.perf_counter() - start
         wall, cpu = [], []
+        batch = stream.packed.shape[1]
+        turn = lockstep.Turnstile.from_env()  # run by benchmarks/lockstep.py: wait for the turn
         for _ in range(args.chunks):
+            if turn:
+                turn.wait()
             t = os.times()
             w0, c0 = time.perf_counter(), t.user + t.system
             for _ in range(args.steps):
@@ -147,7 +152,9 @@ def main():
             t = os.times()
             wall.append(time.perf_counter() - w0)
             cpu.append(t.user + t.system - c0)
-        batch = stream.packed.shape[1]
+            if turn:
+                turn.done({"examples_per_s": args.steps * batch / wall[-1], "wall_s": wall[-1],
+                           "cores_busy": cpu[-1] / wall[-1]})
         result.update(steps=args.steps, batch_size=batch, epoch_wall_s=wall,
                       examples_per_s=[args.steps * batch / w for w in wall],
                       cores_busy=[c / w for c, w in zip(cpu, wall)], final_loss=float(loss))

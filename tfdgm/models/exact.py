@@ -42,6 +42,7 @@ class EnumerableLatentModel(GenerativeModel):
 
     `log_likelihood_bound(x)` is the exact log p(x); `encode(x)` is E[z|x] under the exact posterior.
     """
+    splits_by_example = True
 
     metric_names = ("loss", "log_likelihood", "prior_sampling_bound", "prior_sampling_ess")
     has_encoder = has_bound = True

@@ -58,6 +58,7 @@ class GumbelSoftmaxVAE(AmortizedModel):
       hidden_units: widths of the MLP encoder (`LogitsEncoder`, tanh) and of the decoder.
       **kwargs: see `AmortizedModel` (architecture chooses the decoder; the encoder is an MLP).
     """
+    splits_by_example = True
 
     metric_names = ("loss", "elbo", "kl", "recon", "temperature")
     has_encoder = has_bound = True

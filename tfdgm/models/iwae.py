@@ -29,6 +29,7 @@ class IWAE(AmortizedModel):
       >>> model = tfdgm.models.IWAE(num_samples=50, gradient_estimator="dreg")
       >>> model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4), jit_compile=True)
     """
+    splits_by_example = True
 
     metric_names = AmortizedModel.metric_names + ("iwae_bound", "ess")
 

@@ -36,6 +36,7 @@ class NVIL(HelmholtzModel):
       >>> model = tfdgm.models.NVIL(latent="bernoulli", latent_dim=200, hidden_units=())
       >>> model.compile(optimizer=keras.optimizers.Adam(3e-4))
     """
+    splits_by_example = False  # NVIL's learning-signal moments (aux) are batch statistics
 
     metric_names = HelmholtzModel.metric_names + ("baseline_error", "signal_mean", "signal_std")
 

@@ -31,6 +31,10 @@ class VAE(AmortizedModel):
       >>> model.fit(tfdgm.data.load("fashion_mnist"), epochs=1)  # doctest: +SKIP
     """
 
+    @property
+    def splits_by_example(self):
+        return not self.free_bits  # free bits clamp the KL's batch mean, which couples the examples
+
     def __init__(self, beta=1.0, kl_warmup_steps=0, free_bits=0.0, **kwargs):
         super().__init__(**kwargs)
         if beta < 0 or kl_warmup_steps < 0 or free_bits < 0:

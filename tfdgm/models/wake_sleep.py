@@ -47,6 +47,7 @@ class HelmholtzModel(AmortizedModel):
       **kwargs: see `AmortizedModel`. With Bernoulli latents and `hidden_units=()` the model is a
         sigmoid belief net (linear logits both ways).
     """
+    splits_by_example = True
 
     metric_names = AmortizedModel.metric_names + ("iwae_bound", "ess")
     uses_dreams = False  # whether draw() dreams (set by subclasses from their phi update)
