@@ -63,6 +63,10 @@ def _train_on(model, marginals, num=4000, epochs=30, seed=0):
     data = (np.random.default_rng(seed).uniform(size=(num, 3)) < marginals).astype(np.float32)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
     model.fit(data, batch_size=100, epochs=epochs, verbose=0, shuffle=False)
+    # Then small steps on large batches: at lr 1e-2 the weights jitter with the corruption noise of
+    # each step, which the chain's stationary distribution amplifies (TV 0.03-0.05 instead of 0.01).
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    model.fit(data, batch_size=500, epochs=epochs * 2 // 3, verbose=0, shuffle=False)
     return data
 
 
@@ -86,11 +90,14 @@ def test_a_trained_gsn_chain_has_the_data_distribution_as_its_stationary_one():
     data = _train_on(model, MARGINALS)
     pi = stationary(corruption_matrix(model) @ decoder_matrix(model))
     empirical = np.array([np.mean(np.all(data == s, axis=1)) for s in STATES])
-    # Tolerance: the model can at best learn the posterior of the 4,000 training examples, whose
-    # distribution is off D by TV(empirical, D) (about 0.5 * sqrt(2 / pi) * sum_x sqrt(D(x)(1 - D(x)) / N)
-    # ~ 0.015 in expectation; 0.011 for this seed); 0.05 leaves about 2 of that for the fit.
+    # Tolerance: the model can at best learn the posterior of the 4,000 training examples, which
+    # the factorised decoder fits through their pixel marginals; the product of the empirical
+    # marginals is off D by about sum_i sqrt(2 / pi) sqrt(m_i (1 - m_i) / N) ~ 0.015 in TV in
+    # expectation (the full empirical distribution by TV(empirical, D) ~ 0.011 for this seed).
+    # Measured: 0.008-0.009 over data/model seeds 0, 1, 2 (benchmarks: BENCHMARKS.md); 0.03 is
+    # twice the expected sampling error.
     assert total_variation(empirical, d) < 0.025
-    assert total_variation(pi, d) < 0.05, (pi, d)
+    assert total_variation(pi, d) < 0.03, (pi, d)
     # Controls, so the check can fail: the untrained decoder's chain, and the chain of a model
     # trained on another distribution (the marginals mirrored), are far from D.
     assert untrained_tv > 0.25
