@@ -228,6 +228,7 @@ def test_training_keeps_the_chain_from_a_data_point_near_the_data():
 
 
 # ---------------------------------------------------------------------------- command line and picture
+@pytest.mark.slow  # a fresh process (TensorFlow's start-up) that trains on 28x28 images: 25-40 s here
 def test_the_sample_chain_picture_script_runs_tiny(tmp_path):
     out = tmp_path / "chain.png"
     env = dict(os.environ, PYTHONPATH=ROOT)
