@@ -55,6 +55,7 @@ def posterior_statistics(model, data, batch_size=100):
     Every other function here takes `statistics=` so that several diagnostics share this pass.
     """
     require(model, "has_encoder", "Latent diagnostics (q(z|x) from model.posterior)")
+    require(model, "has_posterior", "Latent diagnostics (q(z|x) from model.posterior)")
     prior = model.prior().distribution  # the per-dimension Normal under the Independent wrapper
     locs, scales, kls = [], [], []
     for x in batches(data, batch_size):

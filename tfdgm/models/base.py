@@ -12,7 +12,7 @@ The base owns everything else, correct under `tf.distribute`:
   for state not learned by gradient (step sizes, persistent chains, running statistics);
 - metrics the model declares (`metric_names`), as per-example values, so Keras's cross-replica sums
   of (total, count) give global means; a step counter for schedules; replica-distinct seeds;
-- capability flags (`has_encoder`, `has_bound`, `has_joint`, `has_continuous_latents`,
+- capability flags (`has_encoder`, `has_posterior`, `has_bound`, `has_joint`, `has_continuous_latents`,
   `has_free_energy`) that the
   CLI, evaluation, export and the test harness consult instead of a list of model names.
 """
@@ -58,7 +58,7 @@ class GenerativeModel(CheckedFit, keras.Model):
 
     registry_name = None
     metric_names = ("loss",)
-    has_encoder = False  # posterior(x), encode(x), reconstruct(x)
+    has_encoder = False  # encode(x), reconstruct(x), and posterior(x) where has_posterior
     has_bound = False  # log_likelihood_bound(x, num_samples, seed), a lower bound on log p(x)
     has_joint = False  # prior(), log_prior_and_likelihood(z, x), sample_joint: AIS and BDMC
     has_continuous_latents = False  # active units, KL per dimension, mutual information
@@ -69,6 +69,12 @@ class GenerativeModel(CheckedFit, keras.Model):
     # batch may be split into towers that train_step runs side by side (see `compile(towers=)`).
     splits_by_example = False
     not_configurable = ()  # constructor arguments that are objects, not config fields
+
+    @property
+    def has_posterior(self):
+        """posterior(x), q(z|x) as a distribution: every model with an encoder, unless it says
+        otherwise (a denoising autoencoder's encoder is a deterministic map with no density)."""
+        return self.has_encoder
 
     def __init__(self, input_shape=(28, 28, 1), seed=None, **kwargs):
         super().__init__(**kwargs)

@@ -250,5 +250,6 @@ def index_entry(directory, description=None):
     files[METADATA] = {"sha256": sha256_of(card), "size": os.path.getsize(card)}
     return {"description": description or metadata.get("description", ""),
             "objective": metadata.get("objective", ""),
-            "test_nll": (evaluation.get("iwae") or {}).get("nll"),
+            # The IWAE bound where there is one, else an RBM's AIS estimate; None for a GSN.
+            "test_nll": (evaluation.get("iwae") or {}).get("nll") or (evaluation.get("ais") or {}).get("nll"),
             "files": files}
