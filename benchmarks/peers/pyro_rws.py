@@ -113,7 +113,7 @@ class Batches:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", required=True, choices=["throughput", "train"])
+    parser.add_argument("--mode", required=True, choices=["throughput", "train", "ess"])
     parser.add_argument("--stream", required=True)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=100, choices=[1, 100])
@@ -125,6 +125,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights_out", default=None)
+    parser.add_argument("--weights", default=None, help="ess: an exported .npz whose ESS to measure")
+    parser.add_argument("--ess_batches", type=int, default=10)
     parser.add_argument("--export_at", default="", help="train: also export after these many steps, e.g. 30,300")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -133,7 +135,16 @@ def main():
     batches = Batches(Stream(args.stream), args.batch_size)
     result = {"peer": "pyro_rws", "k": args.k, "batch_size": args.batch_size, "mode": args.mode,
               "torch": torch.__version__, "pyro": pyro.__version__, "threads": torch.get_num_threads()}
-    if args.mode == "throughput":
+    if args.mode == "ess":  # the ESS Pyro's weights have for a trained model, on --ess_batches batches
+        with np.load(args.weights) as f, torch.no_grad():
+            enc.weight.copy_(torch.from_numpy(f["enc_w"].T)), enc.bias.copy_(torch.from_numpy(f["enc_b"]))
+            dec.weight.copy_(torch.from_numpy(f["dec_w"].T)), dec.bias.copy_(torch.from_numpy(f["dec_b"]))
+            model(batches.next())  # creates the prior_logits param, then overwrite it
+            pyro.param("prior_logits").copy_(torch.from_numpy(f["prior_logits"]))
+        pairs = [measured_ess(loss, model, guide, batches.next()) for _ in range(args.ess_batches)]
+        result.update(weights=args.weights, ess_pyro_weights=[a for a, _ in pairs],
+                      ess_per_image_same_particles=[b for _, b in pairs])
+    elif args.mode == "throughput":
         for _ in range(args.warmup_steps):
             svi.step(batches.next())
         wall, cpu = [], []
