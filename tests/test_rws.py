@@ -153,6 +153,28 @@ def test_sleep_phi_is_unbiased_for_the_expected_inclusive_kl_under_the_model(k):
     assert z_scores.max() < 4.5, z_scores
 
 
+@pytest.mark.parametrize("insomnia", [0.3, 0.8])
+def test_mixed_phi_update_is_the_insomnia_weighted_sum_of_wake_and_sleep_gradients(insomnia):
+    # phi_update="both": insomnia * wake-phi (on data) + (1 - insomnia) * sleep-phi (on dreams), as
+    # Pyro's `insomnia` (1 = pure wake); at K = 500 wake-phi's bias is within noise (test above).
+    model = tiny_sbn(phi_update="both", insomnia=insomnia, num_samples=500)
+    every_x = discrete.enumerate_bernoulli(PIXELS)
+
+    def mixture():
+        post = tf.stop_gradient(tf.nn.softmax(exact_log_joint(model, X), axis=0))
+        wake = -tf.reduce_mean(tf.reduce_sum(post * exact_log_q(model, X), axis=0))
+        sleep = -tf.reduce_sum(tf.stop_gradient(tf.exp(exact_log_joint(model, every_x))) * exact_log_q(model, every_x))
+        return insomnia * wake + (1.0 - insomnia) * sleep
+
+    exact = exact_gradient(model, "q", mixture)
+    z_scores, _ = _bias_in_stderrs(model, "q", replicated(500), exact)
+    assert z_scores.max() < 4.5, z_scores
+    # Not either pure update: the swapped weighting is many standard errors away.
+    model_swapped = tiny_sbn(phi_update="both", insomnia=1.0 - insomnia, num_samples=500)
+    swapped, stderr = estimated_gradient(model_swapped, "q", replicated(500))
+    assert (np.abs(swapped - exact) / stderr).max() > 6
+
+
 def test_k1_wake_phi_gradient_has_mean_zero():
     # With one particle the weight is 1 and the estimator is -grad log q(z|x), z ~ q: its mean is 0
     # (the score function's), so RWS with K = 1 and wake-phi does not train q at all.
