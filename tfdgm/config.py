@@ -82,6 +82,9 @@ def base_config(model_name="vae", num_samples=None):
     config.training.momentum = 0.0
     config.training.jit_compile = True
     config.training.steps_per_execution = 10  # optimizer steps per compiled call
+    # Batch split into independent towers run side by side (GenerativeModel.compile(towers=)); 0 = auto:
+    # 2 on a multi-core CPU for models that split by example, else 1. Pin it to reproduce a run elsewhere.
+    config.training.towers = 0
     config.training.max_steps_per_epoch = 0  # 0 = a full pass over the training set
     # The training state (checkpoints/state-<step>.npz: weights, every optimizer, seeds; the data
     # position is the step) is saved at every n-th epoch end and every n steps (0 = never), so a
@@ -141,6 +144,7 @@ def validate(config):
         "training.optimizer": (t.get("optimizer", "adam") in OPTIMIZERS, f"one of {OPTIMIZERS}"),
         "training.momentum": (0 <= t.get("momentum", 0.0) < 1, "in [0, 1)"),
         "training.steps_per_execution": (t.steps_per_execution >= 1, ">= 1"),
+        "training.towers": (t.get("towers", 0) >= 0, ">= 0 (0 = auto)"),
         "training.max_steps_per_epoch": (t.max_steps_per_epoch >= 0, ">= 0 (0 = a full pass)"),
         "training.checkpoint_every_n_steps": (t.checkpoint_every_n_steps >= 0, ">= 0 (0 = never)"),
         "training.checkpoint_every_n_epochs": (t.checkpoint_every_n_epochs >= 0, ">= 0 (0 = never)"),

@@ -109,7 +109,8 @@ def _build(config, strategy, example_shape, workdir):
     with strategy.scope():
         model = wd.build_model(config, input_shape=example_shape)
         model.compile(optimizer=cfg.make_optimizer(t),
-                      jit_compile=t.jit_compile, steps_per_execution=t.steps_per_execution)
+                      jit_compile=t.jit_compile, steps_per_execution=t.steps_per_execution,
+                      towers=t.get("towers", 0) or "auto")
         step, entry, source = wd.restore(model, workdir)
     if source:
         log(f"Resuming from {source} (step {step}).")
