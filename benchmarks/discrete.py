@@ -25,7 +25,6 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfdgm import estimators, models
 from tfdgm.data.sources import read_idx
