@@ -42,7 +42,7 @@ def configurations(model):
     """Every latent value z [M, total width] of a tiny model."""
     if model.latent == "categorical":
         eye = np.eye(model.num_classes, dtype="float32")
-        rows = [np.concatenate(c) for c in itertools.product(eye, repeat=model.latent_dim // model.num_classes)]
+        rows = [np.concatenate(c) for c in itertools.product(eye, repeat=model.num_variables)]
         return tf.constant(np.stack(rows))
     return discrete.enumerate_bernoulli(model.total_latent_dim)
 
