@@ -22,7 +22,7 @@ from tfdgm.data.sources import read_idx
 
 DRAWS, WARMUP, LATENTS = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
 LATENT = {"bern200": dict(latent="bernoulli", latent_dim=200),
-          "cat20x10": dict(latent="categorical", latent_dim=200, num_classes=10)}
+          "cat20x10": dict(latent="categorical", latent_dim=20, num_classes=10)}
 RUNS = {"reinforce": ("nvil", dict(estimator="reinforce")), "nvil": ("nvil", dict(estimator="nvil")),
         "vimco5": ("vimco", dict(num_samples=5)), "vimco50": ("vimco", dict(num_samples=50))}
 rng = np.random.default_rng(0)

@@ -8,8 +8,13 @@ estimator and group: median and mean per-coordinate SNR |E g_i| / std g_i, the w
 ||E g|| / sqrt(tr Cov g), and tr Cov g.
 
   gaussian:    Burda MLP 784-200-200-50; vae, iwae K=5/50, iwae_dreg K=5/50, rws (wake) K=5, wake_sleep
-  bernoulli:   784-512-256-200 binary units (Jang et al.); gumbel_softmax, ST, relaxed-KL, rws K=5, wake_sleep
-  categorical: 784-512-256-(20x10) (Jang et al.); gumbel_softmax, ST, relaxed-KL
+  bernoulli:   784-512-256-200 binary units (Jang et al.); gumbel_softmax, ST, relaxed-KL, REINFORCE,
+               NVIL, VIMCO K=5/50, rws K=5, wake_sleep
+  categorical: 784-512-256-(20x10) (Jang et al.); the same estimators (every discrete model takes the
+               same latent_dim = variables, num_classes, so they share the reference's networks)
+
+NVIL's baseline network and running moments are first fitted for NVIL_WARMUP steps on training
+data with p and q frozen (learning rate 0), so its variance is that of a fitted baseline.
 
 Example (the BENCHMARKS.md table):
   PYTHONPATH=. python benchmarks/gradient_snr.py 1 100 gaussian,bernoulli,categorical
@@ -21,12 +26,15 @@ from tfdgm.data.sources import read_idx
 from tfdgm.evaluation import gradient_variance
 
 EPOCHS, NUM_DRAWS = int(sys.argv[1]), int(sys.argv[2])
+NVIL_WARMUP = 100
 families = sys.argv[3].split(",")
 tr = read_idx("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") / 255.0
 te = read_idx("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")[:100] / 255.0
 x_batch = (np.random.default_rng(0).uniform(size=te.shape) < te).astype(np.float32)[..., None]
 GAUSS = dict(latent_dim=50, hidden_units=(200, 200))
 GS = dict(hidden_units=(512, 256))
+SCORE_FUNCTION = [("reinforce", "nvil", dict(estimator="reinforce")), ("nvil", "nvil", dict(estimator="nvil")),
+                  ("vimco K=5", "vimco", dict(num_samples=5)), ("vimco K=50", "vimco", dict(num_samples=50))]
 FAMILIES = {
     "gaussian": ("vae", GAUSS, [
         ("vae", "vae", {}), ("iwae K=5", "iwae", dict(num_samples=5)), ("iwae K=50", "iwae", dict(num_samples=50)),
@@ -35,10 +43,11 @@ FAMILIES = {
     "bernoulli": ("gumbel_softmax", dict(GS, latent="bernoulli", latent_dim=200), [
         ("gumbel_softmax", "gumbel_softmax", {}), ("gumbel_softmax ST", "gumbel_softmax", dict(straight_through=True)),
         ("gumbel_softmax relaxed-KL", "gumbel_softmax", dict(kl="relaxed")),
-        ("rws wake K=5", "rws", dict(num_samples=5)), ("wake_sleep", "wake_sleep", {})]),
+        *SCORE_FUNCTION, ("rws wake K=5", "rws", dict(num_samples=5)), ("wake_sleep", "wake_sleep", {})]),
     "categorical": ("gumbel_softmax", dict(GS, latent="categorical", latent_dim=20, num_classes=10), [
         ("gumbel_softmax", "gumbel_softmax", {}), ("gumbel_softmax ST", "gumbel_softmax", dict(straight_through=True)),
-        ("gumbel_softmax relaxed-KL", "gumbel_softmax", dict(kl="relaxed"))]),
+        ("gumbel_softmax relaxed-KL", "gumbel_softmax", dict(kl="relaxed")), *SCORE_FUNCTION,
+        ("rws wake K=5", "rws", dict(num_samples=5))]),
 }
 
 
@@ -67,6 +76,11 @@ for family in families:
         model = build(name, fam_kwargs, kwargs)
         model.encoder.set_weights(ref.encoder.get_weights())
         model.decoder.set_weights(ref.decoder.get_weights())
+        if "baseline" in model.parameter_groups():  # fit b(x), c and sigma with p and q frozen
+            model.compile(optimizer=keras.optimizers.SGD(0.0), optimizers={"baseline": keras.optimizers.Adam(1e-3)},
+                          jit_compile=True)
+            model.fit((data_rng.uniform(size=tr[:NVIL_WARMUP * 100].shape) < tr[:NVIL_WARMUP * 100])
+                      .astype(np.float32)[..., None], batch_size=100, epochs=1, verbose=0)
         t0 = time.time()
         stats = gradient_variance(model, x_batch, num_draws=NUM_DRAWS, seed=1, jit_compile=True)
         row = {g: {k: float(v) for k, v in s.items()} for g, s in stats.items()}

@@ -6,5 +6,5 @@ from tfdgm.config import base_config
 
 def get_config():
     config = base_config("nvil", num_samples=1)
-    config.model.update(estimator="nvil", latent="categorical", latent_dim=200, num_classes=10, hidden_units=(512, 256))
+    config.model.update(estimator="nvil", latent="categorical", latent_dim=20, num_classes=10, hidden_units=(512, 256))
     return config

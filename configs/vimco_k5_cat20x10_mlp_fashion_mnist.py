@@ -6,5 +6,5 @@ from tfdgm.config import base_config
 
 def get_config():
     config = base_config("vimco", num_samples=5)
-    config.model.update(latent="categorical", latent_dim=200, num_classes=10, hidden_units=(512, 256))
+    config.model.update(latent="categorical", latent_dim=20, num_classes=10, hidden_units=(512, 256))
     return config

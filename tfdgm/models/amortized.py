@@ -150,13 +150,19 @@ class AmortizedModel(GenerativeModel):
     def posterior(self, x):
         return self.posterior_from_params(self.posterior_params(x))
 
+    @property
+    def code_size(self):
+        """Width of z as the decoder sees it: latent_dim, except for categorical latents, whose
+        latent_dim variables of num_classes classes are a flat one-hot code [latent_dim * num_classes]."""
+        return getattr(self, "_code_size", self.latent_dim)
+
     def decode_params(self, z):
-        """The likelihood's parameters for latents z [..., latent_dim]: [..., *param_shape].
+        """The likelihood's parameters for latents z [..., code_size]: [..., *param_shape].
 
         The decoder sees one batch axis (sample and batch axes folded together), so any Keras
         network built for inputs [None, latent_dim] works.
         """
-        out = self.decoder(tf.reshape(z, [-1, self.latent_dim]))
+        out = self.decoder(tf.reshape(z, [-1, self.code_size]))
         return tf.reshape(out, tf.concat([tf.shape(z)[:-1], self.param_shape], axis=0))
 
     def log_prior_and_likelihood(self, z, x):

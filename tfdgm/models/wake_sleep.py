@@ -34,9 +34,10 @@ class HelmholtzModel(AmortizedModel):
     Args:
       latent: "gaussian" (q a diagonal Gaussian, prior as `prior`), "bernoulli" (q(z|x) =
         Bernoulli(sigmoid(encoder(x))), a `LogitsEncoder` unless `encoder=` is given, which must
-        return logits [B, latent_dim]) or "categorical" (latent_dim / num_classes independent
-        one-hot categoricals of `num_classes` classes, z their concatenation [latent_dim]; the
-        encoder returns logits of that width; Jang et al.'s 20 x 10 is latent_dim=200, num_classes=10).
+        return logits [B, latent_dim]) or "categorical" (latent_dim independent one-hot
+        categoricals of `num_classes` classes, z their concatenation [latent_dim * num_classes],
+        `code_size`; the encoder returns logits of that width). As in `GumbelSoftmaxVAE`,
+        latent_dim counts latent variables: Jang et al.'s 20 x 10 is latent_dim=20, num_classes=10.
       prior: "auto" ("normal" for Gaussian latents, "bernoulli", a learned Bernoulli prior, for
         Bernoulli ones, "categorical", learned logits per variable, for categorical ones), or any
         prior `AmortizedModel` accepts.
@@ -66,20 +67,24 @@ class HelmholtzModel(AmortizedModel):
             raise ValueError(f"{latent} latents need prior='auto', {latent!r} or a prior layer, got {spec!r}.")
         if spec in DISCRETE_LATENTS and spec != latent:
             raise ValueError(f"prior={spec!r} needs latent={spec!r}.")
-        if latent == "categorical" and int(latent_dim) % int(num_classes):
-            raise ValueError(f"latent='categorical' needs latent_dim (the width of z, variables x classes) to be a "
-                             f"multiple of num_classes={num_classes}; got latent_dim={latent_dim}.")
+        if int(latent_dim) < 1:
+            raise ValueError(f"latent_dim must be >= 1 (the number of latent variables), got {latent_dim!r}.")
+        # One convention for every discrete model: latent_dim variables, each of num_classes classes
+        # (categorical); the decoder sees their flat one-hot code of width code_size.
+        code_size = int(latent_dim) * (int(num_classes) if latent == "categorical" else 1)
         if spec == "bernoulli":
-            prior_arg = discrete.BernoulliPrior(latent_dim, name="prior")
+            prior_arg = discrete.BernoulliPrior(code_size, name="prior")
         elif spec == "categorical":
-            prior_arg = discrete.FactorizedCategoricalPrior(int(latent_dim) // int(num_classes), num_classes,
-                                                            name="prior")
+            prior_arg = discrete.FactorizedCategoricalPrior(int(latent_dim), num_classes, name="prior")
         built_encoder = latent in DISCRETE_LATENTS and encoder is None
         if built_encoder:
             with _python_random_seeded(seed):
-                encoder = LogitsEncoder(latent_dim, hidden_units, dtype=precision, name="encoder")
-        super().__init__(latent_dim=latent_dim, hidden_units=hidden_units, seed=seed, precision=precision,
+                encoder = LogitsEncoder(code_size, hidden_units, dtype=precision, name="encoder")
+        # AmortizedModel builds the decoder for inputs of its latent_dim: the flat code.
+        super().__init__(latent_dim=code_size, hidden_units=hidden_units, seed=seed, precision=precision,
                          prior=prior_arg, encoder=encoder, **kwargs)
+        # From here on latent_dim is the number of variables, as in the config.
+        self.latent_dim, self._code_size = int(latent_dim), code_size
         self.latent = latent
         self.num_classes = int(num_classes)
         self.top_latent_dim = int(top_latent_dim)
@@ -91,10 +96,15 @@ class HelmholtzModel(AmortizedModel):
         if self.top_latent_dim:  # p(z1|z2) = sigmoid(W z2 + b), b the first layer's prior logits
             with _python_random_seeded(None if seed is None else seed + 1):
                 self.top_prior = discrete.BernoulliPrior(self.top_latent_dim, name="top_prior")
-                self.conditional_prior = keras.layers.Dense(latent_dim, use_bias=False, name="conditional_prior")
+                self.conditional_prior = keras.layers.Dense(code_size, use_bias=False, name="conditional_prior")
                 self.top_encoder = keras.layers.Dense(self.top_latent_dim, dtype=precision, name="top_encoder")
             self.conditional_prior.build((None, self.top_latent_dim))
-            self.top_encoder.build((None, self.latent_dim))
+            self.top_encoder.build((None, code_size))
+
+    @property
+    def num_variables(self):
+        """Number of latent variables of the first layer (= latent_dim)."""
+        return self.latent_dim
 
     @property
     def has_continuous_latents(self):
@@ -103,7 +113,7 @@ class HelmholtzModel(AmortizedModel):
 
     @property
     def total_latent_dim(self):
-        return self.latent_dim + self.top_latent_dim
+        return self.code_size + self.top_latent_dim
 
     def parameter_groups(self):
         groups = super().parameter_groups()
@@ -121,6 +131,14 @@ class HelmholtzModel(AmortizedModel):
     def posterior_from_params(self, params):
         if self.latent == "gaussian":
             return super().posterior_from_params(params)
+        width = params.shape[-1]
+        if width is not None and width != self.code_size:
+            # Most likely an encoder= built for the old convention (latent_dim = code width).
+            raise ValueError(
+                f"The encoder returned logits of width {width}, but latent={self.latent!r} with latent_dim="
+                f"{self.latent_dim} (variables) and num_classes={self.num_classes} needs code_size={self.code_size}"
+                " (latent_dim x num_classes for categorical latents). latent_dim counts latent variables: for 20 "
+                "categoricals of 10 classes pass latent_dim=20, num_classes=10, and an encoder of 200 outputs.")
         if self.latent == "categorical":
             return discrete.flat_categorical(params, self.num_classes)
         return discrete.independent_bernoulli(params)
@@ -131,19 +149,19 @@ class HelmholtzModel(AmortizedModel):
     def posterior_log_prob(self, x, z, posterior=None):
         """log q(z|x) for z [..., B, total_latent_dim] (two layers: log q(z1|x) + log q(z2|z1));
         `posterior`: q(z1|x) if already at hand."""
-        z1 = z[..., : self.latent_dim]
+        z1 = z[..., : self.code_size]
         log_q = (self.posterior(x) if posterior is None else posterior).log_prob(z1)
         if self.top_latent_dim:
-            log_q += discrete.independent_bernoulli(self._top_logits(z1)).log_prob(z[..., self.latent_dim:])
+            log_q += discrete.independent_bernoulli(self._top_logits(z1)).log_prob(z[..., self.code_size:])
         return log_q
 
     def decode_params(self, z):
-        return super().decode_params(z[..., : self.latent_dim])  # x depends on the first layer only
+        return super().decode_params(z[..., : self.code_size])  # x depends on the first layer only
 
     def log_prior_and_likelihood(self, z, x):
         if not self.top_latent_dim:
             return super().log_prior_and_likelihood(z, x)
-        z1, z2 = z[..., : self.latent_dim], z[..., self.latent_dim:]
+        z1, z2 = z[..., : self.code_size], z[..., self.code_size:]
         log_px_z = self.likelihood.log_prob(self.decode_params(z1), tf.cast(x, tf.float32), self.event_ndims)
         log_pz = self.top_prior.distribution().log_prob(z2) + discrete.independent_bernoulli(
             self._conditional_logits(z2)).log_prob(z1)
@@ -166,8 +184,8 @@ class HelmholtzModel(AmortizedModel):
         seed = self._next_seed(seed)
         if self.top_latent_dim:
             eps = discrete._noise(tf.zeros(tf.stack([tf.shape(x)[0], self.total_latent_dim])), num_samples, seed)
-            z1 = discrete.bernoulli_from_noise(params, eps[..., : self.latent_dim])
-            z2 = discrete.bernoulli_from_noise(self._top_logits(z1), eps[..., self.latent_dim:])
+            z1 = discrete.bernoulli_from_noise(params, eps[..., : self.code_size])
+            z2 = discrete.bernoulli_from_noise(self._top_logits(z1), eps[..., self.code_size:])
             z = tf.concat([z1, z2], axis=-1)
         else:
             z = discrete.sample(q, num_samples, seed)
@@ -184,8 +202,8 @@ class HelmholtzModel(AmortizedModel):
     def prior_from_noise(self, eps):
         """z ~ p(z) [N, total_latent_dim] from standard normal eps of that shape."""
         if self.top_latent_dim:
-            z2 = discrete.bernoulli_from_noise(self.top_prior.logits, eps[:, self.latent_dim:])
-            z1 = discrete.bernoulli_from_noise(self._conditional_logits(z2), eps[:, : self.latent_dim])
+            z2 = discrete.bernoulli_from_noise(self.top_prior.logits, eps[:, self.code_size:])
+            z1 = discrete.bernoulli_from_noise(self._conditional_logits(z2), eps[:, : self.code_size])
             return tf.concat([z1, z2], axis=-1)
         prior = self.prior()
         inner = getattr(prior, "distribution", prior)
