@@ -200,7 +200,7 @@ def main():
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     sys.stderr.flush()
     # Skip the interpreter's teardown: a TensorFlow process with live tf.data threads sometimes
-    # never exits (seen once in a lockstep run, blocked in a futex after its RESULT), and the
+    # never exits (seen once in a lockstep run, blocked in a futex after its last window), and the
     # parent waits for the end of its output.
     os._exit(0)
 
