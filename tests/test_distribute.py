@@ -41,7 +41,10 @@ def _train(name, strategy=None, epochs=2, **model_kwargs):
         model = tiny_model(name, **model_kwargs)
         # SGD, not Adam: Adam's first steps are ~lr*sign(g), which would turn rounding in
         # near-zero gradients into lr-sized weight differences.
-        model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+        # towers=1: on one device "auto" would split the batch into towers, which draw their noise
+        # per part like replicas but without a replica's row offset; this test is about replicas
+        # (tests/test_towers.py checks towers against the whole batch).
+        model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False, towers=1)
     history = model.fit(binary_images(NUM_EXAMPLES), batch_size=BATCH, epochs=epochs, verbose=0,
                         shuffle=False).history
     return model, history
@@ -142,7 +145,9 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
     ports = distribute.free_local_ports(2)
     workers = [_launch(tmp_path / "multi", "multiworker", "--config.training.epochs=2", task=i, ports=ports)
                for i in range(2)]
-    single = _launch(tmp_path / "single", "default", "--config.training.epochs=2")
+    # towers=1: one process would otherwise split each batch into towers, whose fixed noise is
+    # drawn per part without the replicas' row offsets (tests/test_towers.py covers towers).
+    single = _launch(tmp_path / "single", "default", "--config.training.epochs=2", "--config.training.towers=1")
     (rc0, out0, err0), (rc1, out1, err1) = _finish(workers[0]), _finish(workers[1])
     rc, _, err = _finish(single)
     assert rc0 == rc1 == rc == 0, (err0[-2000:], err1[-2000:], err[-2000:])
