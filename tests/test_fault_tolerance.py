@@ -152,7 +152,9 @@ def test_training_state_is_not_saved_from_non_finite_losses(tmp_path):
     restored.compile(optimizer="sgd")
     cbs.TrainingCheckpoint.restore(restored, cbs.TrainingCheckpoint.read(tmp_path))
     assert restored.optimizer.iterations.numpy() == 2
-    np.testing.assert_array_equal(restored.seed_generator.state.numpy(), [7, 2])
+    # The noise stream resumes where step 2 left it (the model has not drawn since).
+    np.testing.assert_array_equal(restored.seed_generator.state.numpy(), model.seed_generator.state.numpy())
+    assert restored.seed_generator.state.numpy()[1] > 0
     for a, b in zip(restored.weights, model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
