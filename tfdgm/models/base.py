@@ -17,13 +17,13 @@ The base owns everything else, correct under `tf.distribute`:
   CLI, evaluation, export and the test harness consult instead of a list of model names.
 """
 import inspect
-import os
 import warnings
 
 import keras
 import tensorflow as tf
 
 from tfdgm.models import replicas
+from tfdgm.models import towers as towers_lib
 from tfdgm.models.fitting import CheckedFit
 from tfdgm.models.registry import get_model_class, register, registered_models  # noqa: F401  (re-exported)
 from tfdgm.models.replicas import average_loss, global_mean, to_seed  # noqa: F401  (re-exported)
@@ -174,7 +174,7 @@ class GenerativeModel(CheckedFit, keras.Model):
                                   f"{strategy.num_replicas_in_sync} replicas; using {key}={value}.", stacklevel=2)
                 kwargs[key] = value
         kwargs.setdefault("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
-        object.__setattr__(self, "towers", self._resolve_towers(towers))
+        object.__setattr__(self, "towers", towers_lib.resolve(self, towers))
         named = {group: keras.optimizers.get(opt) for group, opt in optimizers.items()}
         shared = None if set(named) == set(groups) else keras.optimizers.get(optimizer)
         by_group = {group: named.get(group, shared) for group in groups}
@@ -253,50 +253,9 @@ class GenerativeModel(CheckedFit, keras.Model):
         del tape
         return grads, metrics, aux
 
-    def _resolve_towers(self, towers):
-        if towers == "auto":
-            single_cpu_replica = (self.distribute_strategy.num_replicas_in_sync == 1
-                                  and not tf.config.list_logical_devices("GPU")
-                                  and not tf.config.list_logical_devices("TPU"))
-            return 2 if self.splits_by_example and single_cpu_replica and (os.cpu_count() or 1) > 1 else 1
-        if isinstance(towers, bool) or not isinstance(towers, int) or towers < 1:
-            raise ValueError(f"towers must be 'auto' or an integer >= 1, got {towers!r}.")
-        if towers > 1 and not self.splits_by_example:
-            raise ValueError(f"towers={towers}: {type(self).__name__} does not split by example (its noise, "
-                             "state or aux couple the examples of a batch); use towers=1.")
-        return towers
-
-    def _gradients_by_tower(self, x):
-        """compute_gradients over `self.towers` parts of the batch, averaged by part size.
-
-        The parts' graphs share nothing until the average, so their ops run concurrently.
-        """
-        towers = getattr(self, "towers", 1)
-        if towers == 1:
-            return self.compute_gradients(x)
-        n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]  # static where known (XLA)
-        sizes = [(n + towers - 1 - i) // towers for i in range(towers)]  # sums to n, largest first
-        parts = tf.split(x, sizes if isinstance(n, int) else tf.stack(sizes), num=towers)
-        results = [self.compute_gradients(part) for part in parts]
-        if any(aux is not None for _, _, aux in results):
-            raise ValueError(f"{type(self).__name__} declares splits_by_example but returned aux from "
-                             "compute_gradients; set splits_by_example = False.")
-        # Each tower's gradient is the mean over its part; an empty part (n < towers) has NaN
-        # means and weight 0, which multiply_no_nan turns into 0.
-        weights = [tf.cast(size, tf.float32) / tf.cast(n, tf.float32) for size in sizes]
-        grads = {}
-        for group in results[0][0]:
-            per_tower = [r[0][group] for r in results]
-            grads[group] = [None if g[0] is None else tf.add_n([
-                tf.math.multiply_no_nan(tf.convert_to_tensor(gi), tf.cast(w, gi.dtype)) for gi, w in zip(g, weights)])
-                for g in zip(*per_tower)]
-        metrics = {name: tf.concat([r[1][name] for r in results], 0) if results[0][1][name].shape.rank
-                   else results[0][1][name] for name in results[0][1]}
-        return grads, metrics, None
-
     def train_step(self, data):
         x = self._unpack(data)
-        grads, metrics, aux = self._gradients_by_tower(x)
+        grads, metrics, aux = towers_lib.compute_gradients(self, x)
         by_optimizer = zip(self._variables_by_optimizer(self._optimizers_by_group, grads),
                            self._variables_by_optimizer(self._optimizers_by_group, self.group_variables()))
         # Every variable read of this step must come before any optimizer write. TensorFlow orders a
