@@ -8,7 +8,8 @@ pool (Eigen threads, which inherit the name "python"), its inter-op pool ("tf_Co
 
 Levers (combine with "+"): default (tfdgm's compile defaults: XLA, 10 steps per execution,
 towers="auto"), towers1 (compile(towers=1)), graph (jit_compile=False), intra1 (one intra-op thread:
-tf.config.threading, before TensorFlow starts), spe50 (50 steps per execution).
+tf.config.threading, before TensorFlow starts), spe50 (50 steps per execution), bf16
+(precision="mixed_bfloat16": bf16 matmuls, float32 variables and log-weights).
 
   python benchmarks/cores.py --ks 5 --levers default,towers1,graph,graph+towers1,graph+intra1 --repeats 2
 """
@@ -24,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import lockstep  # noqa: E402
 
-LEVERS = ("default", "towers1", "graph", "intra1", "spe50")
+LEVERS = ("default", "towers1", "graph", "intra1", "spe50", "bf16")
 
 
 def thread_cpu_s():
@@ -51,7 +52,8 @@ def child(args):
     import keras
 
     tf.random.set_seed(0)
-    model = common.make_model("vae" if args.k == 1 else "iwae", args.k)
+    model = common.make_model("vae" if args.k == 1 else "iwae", args.k,
+                              precision="mixed_bfloat16" if "bf16" in levers else "float32")
     model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4), jit_compile="graph" not in levers,
                   steps_per_execution=50 if "spe50" in levers else 10,
                   towers=1 if "towers1" in levers else "auto")
