@@ -12,7 +12,8 @@ pipeline, bit-packed), read `--batch_size` images at a time:
   pyro/infer/rws.py), so a particle gets ONE weight for the 100 images together.
 - batch 1: the same code on one image per step: per-image RWS, as the algorithm is defined.
 
---mode throughput: `--warmup_steps` untimed steps, then `--chunks` timed windows of `--steps` steps.
+--mode throughput: `--warmup_steps` untimed steps, then `--chunks` timed windows of `--steps` steps
+  (in lockstep with other processes when run by benchmarks/lockstep.py, as rws_lockstep.py does).
 --mode train: `--train_steps` steps; every `--ess_every` steps the effective sample size of the
   weights Pyro uses (1 / sum w~^2 over the K particles of the trace, measured through Pyro's own
   `_get_traces`) and, for contrast, the mean per-image ESS of the same particles; then writes the
@@ -38,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from torch_child import RESULT_PREFIX, Stream  # noqa: E402
+from lockstep import Turnstile  # noqa: E402
 
 LATENT, PIXELS = 200, 784
 
@@ -147,8 +149,10 @@ def main():
     elif args.mode == "throughput":
         for _ in range(args.warmup_steps):
             svi.step(batches.next())
-        wall, cpu = [], []
+        wall, cpu, turn = [], [], Turnstile.from_env()  # turn: None unless run by benchmarks/lockstep.py
         for _ in range(args.chunks):
+            if turn:
+                turn.wait()
             t = os.times()
             w0, c0 = time.perf_counter(), t.user + t.system
             for _ in range(args.steps):
@@ -156,6 +160,9 @@ def main():
             t = os.times()
             wall.append(time.perf_counter() - w0)
             cpu.append(t.user + t.system - c0)
+            if turn:
+                turn.done({"wall_s": wall[-1], "examples_per_s": args.steps * args.batch_size / wall[-1],
+                           "cores_busy": cpu[-1] / wall[-1]})
         result.update(steps=args.steps, examples_per_s=[args.steps * args.batch_size / w for w in wall],
                       cores_busy=[c / w for c, w in zip(cpu, wall)])
     else:

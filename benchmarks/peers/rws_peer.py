@@ -5,7 +5,8 @@ optimiser (Adam 1e-3, eps 1e-4): tfdgm.models.RWS(latent="bernoulli", latent_dim
 hidden_units=(), num_samples=K, phi_update="wake") with compile's defaults (XLA, 10 steps per
 execution), 2 threads.
 
-  --mode throughput: a warm-up fit, then --chunks timed fits of --steps steps each.
+  --mode throughput: a warm-up fit, then --chunks timed fits of --steps steps each (in lockstep with
+                     other processes when run by benchmarks/lockstep.py, as rws_lockstep.py does).
   --mode train:      --train_steps steps (the stream in order), weights written in pyro_rws.py's .npz
                      layout (also after each of --export_at steps).
   --mode evaluate:   loads each .npz of --weights into a tfdgm RWS, checks the conversion against the
@@ -22,6 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402  (sets KERAS_BACKEND, paths)
+from lockstep import Turnstile  # noqa: E402
 import numpy as np  # noqa: E402
 
 RESULT_PREFIX = "PEER_RESULT "
@@ -100,18 +102,26 @@ def main():
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     result = {"peer": "tfdgm_rws", "k": args.k, "mode": args.mode, "tensorflow": tf.__version__}
     if args.mode == "throughput":
-        x = stream_images(args.stream, args.warmup_steps + args.steps * args.chunks)
+        need = args.warmup_steps + args.steps * args.chunks
+        x = stream_images(args.stream, need)
+        if len(x) < need * 100:  # a short stream is cycled, as pyro_rws.py's Stream does
+            x = np.resize(x, (need * 100,) + x.shape[1:])
         model = make(args.k)
         model.fit(x[:args.warmup_steps * 100], batch_size=100, epochs=1, verbose=0, shuffle=False)
-        wall, cpu = [], []
+        wall, cpu, turn = [], [], Turnstile.from_env()  # turn: None unless run by benchmarks/lockstep.py
         for c in range(args.chunks):
             part = x[(args.warmup_steps + c * args.steps) * 100:(args.warmup_steps + (c + 1) * args.steps) * 100]
+            if turn:
+                turn.wait()
             t = os.times()
             w0, c0 = time.perf_counter(), t.user + t.system
             model.fit(part, batch_size=100, epochs=1, verbose=0, shuffle=False)
             t = os.times()
             wall.append(time.perf_counter() - w0)
             cpu.append(t.user + t.system - c0)
+            if turn:
+                turn.done({"wall_s": wall[-1], "examples_per_s": args.steps * 100 / wall[-1],
+                           "cores_busy": cpu[-1] / wall[-1]})
         result.update(steps=args.steps, examples_per_s=[args.steps * 100 / w for w in wall],
                       cores_busy=[c / w for c, w in zip(cpu, wall)])
     elif args.mode == "train":
