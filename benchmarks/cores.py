@@ -9,7 +9,10 @@ pool (Eigen threads, which inherit the name "python"), its inter-op pool ("tf_Co
 Levers (combine with "+"): default (tfdgm's compile defaults: XLA, 10 steps per execution,
 towers="auto"), towers1 (compile(towers=1)), graph (jit_compile=False), intra1 (one intra-op thread:
 tf.config.threading, before TensorFlow starts), spe50 (50 steps per execution), bf16
-(precision="mixed_bfloat16": bf16 matmuls, float32 variables and log-weights).
+(precision="mixed_bfloat16": bf16 matmuls, float32 variables and log-weights), and XLA's CPU flags
+(set in XLA_FLAGS before TensorFlow starts): onednn (--xla_cpu_use_onednn, oneDNN's matmuls inside XLA
+programs), fastmath (--xla_cpu_enable_fast_math), xnnpack (--xla_cpu_use_xnnpack). "stock" runs with
+XLA_FLAGS empty, so tfdgm's own CPU defaults are switched off.
 
   python benchmarks/cores.py --ks 5 --levers default,towers1,graph,graph+towers1,graph+intra1 --repeats 2
 """
@@ -25,7 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import lockstep  # noqa: E402
 
-LEVERS = ("default", "towers1", "graph", "intra1", "spe50", "bf16")
+XLA_LEVERS = {"onednn": "--xla_cpu_use_onednn=true", "fastmath": "--xla_cpu_enable_fast_math=true",
+              "xnnpack": "--xla_cpu_use_xnnpack=true"}
+LEVERS = ("default", "stock", "towers1", "graph", "intra1", "spe50", "bf16") + tuple(XLA_LEVERS)
 
 
 def thread_cpu_s():
@@ -45,6 +50,8 @@ def thread_cpu_s():
 
 def child(args):
     levers = set(args.lever.split("+"))
+    if "stock" in levers or levers & set(XLA_LEVERS):
+        os.environ["XLA_FLAGS"] = " ".join(XLA_LEVERS[lever] for lever in sorted(levers & set(XLA_LEVERS)))
     import tensorflow as tf
 
     if "intra1" in levers:
