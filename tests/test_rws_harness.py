@@ -19,6 +19,7 @@ VARIANTS = {
     "wake_sleep-bernoulli": ("wake_sleep", {"latent": "bernoulli"}),
     "rws-sbn2": ("rws", {"latent": "bernoulli", "top_latent_dim": 2}),
     "enumerable-bernoulli": ("enumerable", {"latent": "bernoulli"}),
+    "rws-categorical": ("rws", {"latent": "categorical", "num_classes": 3}),
 }
 FIT, XLA, SAVE, EXPORT = (shared.test_fit_reports_the_common_metrics_and_improves,
                           shared.test_xla_and_graph_mode_train_identically,
@@ -29,7 +30,8 @@ FIT, XLA, SAVE, EXPORT = (shared.test_fit_reports_the_common_metrics_and_improve
 CASES = [("rws-bernoulli-both", c) for c in (FIT, XLA, SAVE, EXPORT)] + [
     ("rws-dreg", FIT), ("rws-dreg", XLA), ("wake_sleep-bernoulli", FIT), ("wake_sleep-bernoulli", SAVE),
     ("rws-sbn2", FIT), ("rws-sbn2", XLA), ("rws-sbn2", SAVE), ("rws-sbn2", EXPORT),
-    ("enumerable-bernoulli", FIT), ("enumerable-bernoulli", SAVE)]
+    ("enumerable-bernoulli", FIT), ("enumerable-bernoulli", SAVE), ("rws-categorical", FIT),
+    ("rws-categorical", SAVE)]
 
 
 @pytest.fixture(scope="module")

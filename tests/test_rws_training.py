@@ -31,7 +31,10 @@ def images():
     ("rws", dict(latent="bernoulli", latent_dim=200, hidden_units=(), num_samples=5, phi_update="both")),
     ("wake_sleep", dict(latent="gaussian", latent_dim=20, hidden_units=(100,))),
     ("rws", dict(latent="gaussian", latent_dim=20, hidden_units=(100,), num_samples=5, phi_update="sleep")),
-], ids=["ws-sbn", "rws-sbn-wake", "rws-sbn-both", "ws-gaussian", "rws-gaussian-sleep"])
+    ("wake_sleep", dict(latent="categorical", latent_dim=20, num_classes=10, hidden_units=())),
+    ("rws", dict(latent="categorical", latent_dim=20, num_classes=10, hidden_units=(), num_samples=5)),
+], ids=["ws-sbn", "rws-sbn-wake", "rws-sbn-both", "ws-gaussian", "rws-gaussian-sleep", "ws-categorical",
+        "rws-categorical-wake"])
 def test_training_improves_the_held_out_iwae_bound(name, kwargs, images):
     train, held_out = images
     keras.utils.set_random_seed(0)
