@@ -67,7 +67,9 @@ def test_mirrored_training_matches_one_device(name, kwargs, mirrored, monkeypatc
     replicated, replicated_history = _train(name, mirrored, **kwargs)
     assert replicated.optimizer.iterations.numpy() == single.optimizer.iterations.numpy() == 6
     for a, b in zip(single.get_weights(), replicated.get_weights()):
-        np.testing.assert_allclose(b, a, rtol=RTOL, atol=ATOL)
+        # Normwise: replicas sum in another order, and rounding in the summed gradient is relative
+        # to the tensor's scale, not to each (possibly near-zero) element.
+        assert np.max(np.abs(b - a)) <= RTOL * np.max(np.abs(a)) + ATOL, (np.max(np.abs(b - a)), np.max(np.abs(a)))
     # Epoch metrics are means over all 21 examples, aggregated across the replicas.
     assert replicated_history.keys() == single_history.keys()
     for key in single_history:
