@@ -143,6 +143,7 @@ def _finish(process, timeout=240):
     return process.returncode, out, err
 
 
+@pytest.mark.slow  # several training processes: minutes on 2 cores; CI runs it (-m slow)
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
     ports = distribute.free_local_ports(2)
     workers = [_launch(tmp_path / "multi", "multiworker", "--config.training.epochs=2", task=i, ports=ports)
@@ -175,6 +176,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
     assert metrics["train"]["loss"] == pytest.approx(single_loss, rel=1e-5)
 
 
+@pytest.mark.slow  # several training processes: minutes on 2 cores; CI runs it (-m slow)
 def test_a_dead_worker_makes_the_other_fail_clearly_instead_of_hanging(tmp_path):
     ports = distribute.free_local_ports(2)
     workers = [_launch(tmp_path / "w", "multiworker", "--config.training.epochs=100000", task=i, ports=ports)

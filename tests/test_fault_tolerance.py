@@ -50,6 +50,7 @@ def _final_weights(workdir):
     return keras.models.load_model(os.path.join(workdir, "model.keras"), compile=False).get_weights()
 
 
+@pytest.mark.slow  # several training processes: minutes on 2 cores; CI runs it (-m slow)
 def test_killed_mid_epoch_and_mid_save_resumes_to_the_uninterrupted_weights(tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     result = _run(reference)
@@ -102,6 +103,7 @@ def _start_paused(workdir, step, *extra):
     raise AssertionError("the trainer ended before pausing")
 
 
+@pytest.mark.slow  # several training processes: minutes on 2 cores; CI runs it (-m slow)
 def test_a_second_trainer_on_a_workdir_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys):
     from tests.test_workdir import _run_cli
 
