@@ -13,6 +13,8 @@ Child side (no TensorFlow / PyTorch import here, so both venvs can use it):
     turn = Turnstile.from_env()     # None unless the parent runs this process in lockstep
     turn.wait()                     # before each timed window
     turn.done({"wall_s": ..., ...}) # after it
+A Keras child can use `epoch_window_timer(examples_per_epoch)`: a callback that times every epoch
+as one window (and takes its turn, when run in lockstep).
 Parent side: `run(commands, env)` returns, per command, its windows (with the foreign CPU of each)
 and its final stdout.
 """
@@ -25,6 +27,37 @@ import time
 READY = "LOCKSTEP_READY"
 DONE = "LOCKSTEP_DONE "
 ENV_FLAG = "TFDGM_BENCH_LOCKSTEP"
+
+
+def epoch_window_timer(examples_per_epoch, turn="env"):
+    """A Keras callback timing each epoch as one window: `.wall` and `.cpu` (seconds of this
+    process) per epoch; with a Turnstile (by default from the environment) each epoch waits for
+    its turn and reports examples/s, wall seconds and cores busy. Keras is imported here only, so
+    the module stays free of TensorFlow for the PyTorch children."""
+    import keras
+
+    turn = Turnstile.from_env() if turn == "env" else turn
+
+    class EpochWindows(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.wall, self.cpu = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if turn:
+                turn.wait()
+            t = os.times()
+            self._wall, self._cpu = time.perf_counter(), t.user + t.system
+
+        def on_epoch_end(self, epoch, logs=None):
+            t = os.times()
+            self.wall.append(time.perf_counter() - self._wall)
+            self.cpu.append(t.user + t.system - self._cpu)
+            if turn:
+                turn.done({"examples_per_s": examples_per_epoch / self.wall[-1], "wall_s": self.wall[-1],
+                           "cores_busy": self.cpu[-1] / self.wall[-1]})
+
+    return EpochWindows()
 
 
 class Turnstile:

@@ -55,7 +55,6 @@ def _ru_maxrss_mb():
 def run_child(cfg, steps, chunks, warmup_steps, batch_size):
     """Measures one configuration in this process; returns a dict (printed as JSON)."""
     rss_start = _rss_mb()
-    import keras
     import tensorflow as tf
 
     tf.random.set_seed(0)
@@ -65,31 +64,10 @@ def run_child(cfg, steps, chunks, warmup_steps, batch_size):
                                  cfg.get("spe"))
     rss_built = _rss_mb()
 
-    turn = lockstep.Turnstile.from_env()  # run by benchmarks/lockstep.py: wait for the turn
-
-    class Timer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.wall, self.cpu = [], []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if turn:
-                turn.wait()
-            t = os.times()
-            self._w, self._c = time.perf_counter(), t.user + t.system
-
-        def on_epoch_end(self, epoch, logs=None):
-            t = os.times()
-            self.wall.append(time.perf_counter() - self._w)
-            self.cpu.append(t.user + t.system - self._c)
-            if turn:
-                turn.done({"examples_per_s": steps * batch_size / self.wall[-1], "wall_s": self.wall[-1],
-                           "cores_busy": self.cpu[-1] / self.wall[-1]})
-
     start = time.perf_counter()
     model.fit(ds, epochs=1, steps_per_epoch=warmup_steps, verbose=0)
     warmup_s = time.perf_counter() - start
-    timer = Timer()
+    timer = lockstep.epoch_window_timer(steps * batch_size)  # takes turns when run by benchmarks/lockstep.py
     history = model.fit(ds, epochs=chunks, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     loss = float(history.history["loss"][-1])
     import tfdgm

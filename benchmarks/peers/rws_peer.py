@@ -24,7 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402  (sets KERAS_BACKEND, paths)
-from lockstep import Turnstile  # noqa: E402
+from lockstep import epoch_window_timer  # noqa: E402
 import numpy as np  # noqa: E402
 
 RESULT_PREFIX = "PEER_RESULT "
@@ -107,32 +107,15 @@ def main():
         x = stream_images(args.stream, need)
         if len(x) < need * 100:  # a short stream is cycled, as pyro_rws.py's Stream does
             x = np.resize(x, (need * 100,) + x.shape[1:])
-        import keras
-
         # One fit over the stream, one epoch per timed window, as a user trains (a fit per window
         # would time Keras's per-fit set-up, ~1 s, against Pyro's bare step loop).
         data = tf.data.Dataset.from_tensor_slices(x).batch(100, drop_remainder=True)
         model = make(args.k)
         model.fit(data.take(args.warmup_steps), epochs=1, verbose=0)  # compiles
-        wall, cpu, turn = [], [], Turnstile.from_env()  # turn: None unless run by benchmarks/lockstep.py
-
-        class Window(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                if turn:
-                    turn.wait()
-                t = os.times()
-                self.start, self.cpu = time.perf_counter(), t.user + t.system
-
-            def on_epoch_end(self, epoch, logs=None):
-                t = os.times()
-                wall.append(time.perf_counter() - self.start)
-                cpu.append(t.user + t.system - self.cpu)
-                if turn:
-                    turn.done({"wall_s": wall[-1], "examples_per_s": args.steps * 100 / wall[-1],
-                               "cores_busy": cpu[-1] / wall[-1]})
-
+        timer = epoch_window_timer(args.steps * 100)  # takes turns when run by benchmarks/lockstep.py
         model.fit(data.skip(args.warmup_steps).repeat(), epochs=args.chunks, steps_per_epoch=args.steps, verbose=0,
-                  callbacks=[Window()])
+                  callbacks=[timer])
+        wall, cpu = timer.wall, timer.cpu
         result.update(steps=args.steps, examples_per_s=[args.steps * 100 / w for w in wall],
                       cores_busy=[c / w for c, w in zip(cpu, wall)])
     elif args.mode == "train":
