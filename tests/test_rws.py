@@ -116,11 +116,15 @@ def test_sigmoid_belief_net_log_probs_match_the_hand_written_formulas(latent):
 
 
 def test_bernoulli_noise_has_the_right_frequencies():
-    logits = tf.constant([-3.0, -0.5, 0.0, 2.0, 8.0])
+    logits = tf.constant([-100.0, -20.0, -3.0, -0.5, 0.0, 2.0, 8.0, 20.0, 100.0])
     z = discrete.sample(discrete.independent_bernoulli(logits), 40000, tf.constant([3, 4]))
     p = tf.sigmoid(logits).numpy()
     stderr = np.sqrt(p * (1 - p) / 40000)
     np.testing.assert_array_less(np.abs(z.numpy().mean(0) - p), 4 * stderr + 1e-6)
+    # The draw is "logit(Phi(eps)) < logit"; the sampler tests it without transforming the noise.
+    eps = tf.random.stateless_normal([40000, logits.shape[0]], seed=[7, 8])
+    rule = discrete.logistic_of_noise(eps) < logits
+    assert np.mean(discrete.bernoulli_from_noise(logits, eps).numpy() != rule.numpy()) < 1e-4
     onehot = discrete.sample(discrete.one_hot_categorical(tf.constant([0.0, 1.0, -1.0])), 40000, tf.constant([5, 6]))
     probs = tf.nn.softmax([0.0, 1.0, -1.0]).numpy()
     np.testing.assert_array_less(np.abs(onehot.numpy().mean(0) - probs), 4 * np.sqrt(probs * (1 - probs) / 40000))
