@@ -3,8 +3,8 @@
 Every draw here is a deterministic function of standard normal noise from
 `tfdgm.distributions.gaussian_sample` (the one noise source of the package): a Bernoulli unit is
 1 when logit(Phi(eps)) < logit (tested as eps < Phi^-1(sigmoid(logit))), a categorical takes the
-argmax of logits + Gumbel(Phi(eps)). So a seed means the same stream on every backend, and the tests' fixed-noise stand-ins (which replace
-only `gaussian_sample`) fix the noise of discrete models too.
+argmax of logits + Gumbel(Phi(eps)). So a seed means the same stream on every backend, and the
+tests' fixed-noise stand-ins (which replace only `gaussian_sample`) fix the noise of discrete models too.
 
 References:
   Neal (1992), Connectionist learning of belief networks (sigmoid belief nets).
